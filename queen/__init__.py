@@ -1,0 +1,1 @@
+"""The Queen: Formicary's control plane (definitions, scheduling, supervision, approvals, artifacts)."""

@@ -1,0 +1,104 @@
+"""AntService servicer: the Connect stream's reader and writer; all protocol state lives in `AntRegistry`."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import grpc
+
+from formicary.v1 import ant_service_pb2, ant_service_pb2_grpc
+from queen.ants._convert import method_from_proto
+from queen.ants.registry import AntRegistry, RegistrationError
+from queen.ants.session import AntSession, StreamEnd, StreamHandle
+
+__all__ = ["AntServiceServicer"]
+
+_REGISTER_TIMEOUT = 30.0
+_END_CODES = {
+    StreamEnd.TAKEN_OVER: grpc.StatusCode.ABORTED,
+    StreamEnd.EXPIRED: grpc.StatusCode.UNAVAILABLE,
+    StreamEnd.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
+    """One Connect call per Ant; frames are handed to the registry as they arrive."""
+
+    def __init__(self, registry: AntRegistry) -> None:
+        self._registry = registry
+        self._nonces = itertools.count(1)
+
+    # The read/write form of a bidi handler (context.read()/write()) returns None, unlike the stub's
+    # generator signature; it lets the reader and the writer run as two tasks.
+    async def Connect(  # type: ignore[override]
+        self,
+        request_iterator: object,
+        context: grpc.aio.ServicerContext[ant_service_pb2.ConnectRequest, ant_service_pb2.ConnectResponse],
+    ) -> None:
+        try:
+            first: object = await asyncio.wait_for(context.read(), _REGISTER_TIMEOUT)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no Register frame within 30s")
+            return
+        if not isinstance(first, ant_service_pb2.ConnectRequest) or first.WhichOneof("frame") != "register":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be Register")
+            return
+        register = first.register
+        methods = frozenset(m for m in (method_from_proto(v) for v in register.methods) if m is not None)
+        try:
+            session, stream, _ = self._registry.connect(register, methods)
+        except RegistrationError as exc:
+            await context.abort(grpc.StatusCode[exc.code], str(exc))
+            return
+        reader = asyncio.create_task(self._read(context, session), name=f"ant-reader-{session.ant_id}")
+        try:
+            end = await self._write(context, stream, reader)
+        finally:
+            reader.cancel()
+            results = await asyncio.gather(reader, return_exceptions=True)
+            self._registry.disconnected(session, stream)
+        problem = results[0] if isinstance(results[0], str) else None
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        if end is not None and end is not StreamEnd.DRAINED:
+            await context.abort(_END_CODES[end], f"stream ended: {end.name.lower()}")
+
+    async def _read(
+        self,
+        context: grpc.aio.ServicerContext[ant_service_pb2.ConnectRequest, ant_service_pb2.ConnectResponse],
+        session: AntSession,
+    ) -> str | None:
+        """Hand frames to the registry until the Ant closes its side; a protocol error is returned."""
+        while True:
+            frame: object = await context.read()
+            if not isinstance(frame, ant_service_pb2.ConnectRequest):
+                return None  # EOF: the Ant half-closed its side
+            if frame.WhichOneof("frame") == "register":
+                return "Register sent twice on one stream"
+            self._registry.received(session, frame)
+
+    async def _write(
+        self,
+        context: grpc.aio.ServicerContext[ant_service_pb2.ConnectRequest, ant_service_pb2.ConnectResponse],
+        stream: StreamHandle,
+        reader: asyncio.Task[str | None],
+    ) -> StreamEnd | None:
+        """Send queued frames (pinging when idle) until the session ends the stream or the Ant closes it."""
+        ping_every = self._registry.ping_interval.total_seconds()
+        while True:
+            get = asyncio.ensure_future(stream.outbox.get())
+            done, _ = await asyncio.wait(
+                {get, reader}, timeout=ping_every, return_when=asyncio.FIRST_COMPLETED
+            )
+            if get not in done:
+                get.cancel()
+                if reader in done:
+                    return None  # the Ant half-closed its side (§9) or the call broke
+                ping = ant_service_pb2.ConnectResponse.Ping(nonce=next(self._nonces))
+                await context.write(ant_service_pb2.ConnectResponse(ping=ping))
+                continue
+            frame = get.result()
+            if isinstance(frame, StreamEnd):
+                return frame
+            await context.write(frame)

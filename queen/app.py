@@ -1,0 +1,137 @@
+"""The Queen process: builds every part from the settings, starts them in order, stops them in reverse.
+
+Start order matters for durability: the database is migrated, the supervisors of running jobs resume
+(registering the attempts they expect Ants to re-attach) and only then does the gRPC server accept
+Ants and clients.
+"""
+
+from __future__ import annotations
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from formicary.v1 import (
+    admin_service_pb2,
+    ant_service_pb2,
+    ant_service_pb2_grpc,
+    job_definition_service_pb2,
+    job_request_service_pb2,
+)
+from queen.ants.registry import AntRegistry
+from queen.api import register_public_servicers
+from queen.api.ant_service import AntServiceServicer
+from queen.domain.identity import Identity
+from queen.domain.job_definition import TaskMethod
+from queen.notifier import ChangeNotifier
+from queen.scheduler.scheduler import Scheduler
+from queen.services.definitions import DefinitionService
+from queen.services.requests import RequestService
+from queen.services.service_set import Services
+from queen.settings import QueenSettings
+from queen.store import Database
+from queen.supervisor.job_supervisor import SupervisorDeps
+from queen.supervisor.supervisors import Supervisors
+from queen.task_logs import LogHub
+
+__all__ = ["Queen"]
+
+log = structlog.get_logger(__name__)
+
+_QUEEN_METHODS = frozenset(m for m in TaskMethod if m.runs_in_queen)
+_GRACE_SECONDS = 5.0
+
+
+class Queen:
+    """One Queen: database, Ant registry, supervisors, scheduler and the gRPC server."""
+
+    def __init__(self, settings: QueenSettings) -> None:
+        self.settings = settings
+        self.db = Database(settings.resolved_database_url())
+        self.notifier = ChangeNotifier()
+        self.logs = LogHub()
+        self.registry = AntRegistry(
+            heartbeat_interval=settings.heartbeat_interval,
+            heartbeat_timeout=settings.ant_lost_after,
+            log_sink=self.logs,
+            on_capacity=self._capacity_changed,
+            queen_methods=_QUEEN_METHODS,
+        )
+        self.supervisors = Supervisors(
+            SupervisorDeps(db=self.db, dispatcher=self.registry, notifier=self.notifier)
+        )
+        self.scheduler = Scheduler(
+            db=self.db,
+            dispatcher=self.registry,
+            supervisors=self.supervisors,
+            sweep_interval=settings.sweep_interval,
+        )
+        identity = Identity(settings.organization_id, settings.user_id)
+        self.services = Services(
+            definitions=DefinitionService(self.db, on_change=self.scheduler.wake),
+            requests=RequestService(
+                db=self.db,
+                supervisors=self.supervisors,
+                notifier=self.notifier,
+                wake_scheduler=self.scheduler.wake,
+                max_params_bytes=settings.max_params_bytes,
+            ),
+            registry=self.registry,
+            logs=self.logs,
+            local_identity=identity,
+        )
+        self._server: grpc.aio.Server | None = None
+        self._health = HealthServicer()
+        self.grpc_port = 0
+
+    def _capacity_changed(self) -> None:
+        self.scheduler.wake()
+
+    async def start(self) -> None:
+        await self.db.start()
+        await self.registry.start()
+        await self.supervisors.resume_all()
+        await self.scheduler.start()
+        self._server, self.grpc_port = await self._start_server()
+        log.info("queen_started", grpc_port=self.grpc_port, database=self.db.dialect_name)
+
+    async def stop(self) -> None:
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(_GRACE_SECONDS)
+        await self.scheduler.stop()
+        await self.supervisors.stop_all()
+        await self.registry.stop()
+        await self.db.stop()
+        log.info("queen_stopped")
+
+    async def _start_server(self) -> tuple[grpc.aio.Server, int]:
+        size = self.settings.max_message_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ]
+        )
+        ant_service_pb2_grpc.add_AntServiceServicer_to_server(AntServiceServicer(self.registry), server)
+        register_public_servicers(server, self.services)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = [
+            ant_service_pb2.DESCRIPTOR.services_by_name["AntService"].full_name,
+            job_definition_service_pb2.DESCRIPTOR.services_by_name["JobDefinitionService"].full_name,
+            job_request_service_pb2.DESCRIPTOR.services_by_name["JobRequestService"].full_name,
+            admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, server)
+        port = server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
+        await server.start()
+        for name in names[:-1]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        return server, port

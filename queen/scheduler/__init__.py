@@ -1,0 +1,1 @@
+"""Choosing which job requests run next (priority, capacity, schedule time) and creating cron requests."""

@@ -1,0 +1,171 @@
+"""The job scheduler: PENDING requests become READY by priority, then age, when they can run.
+
+A request runs when its `scheduled_at` has come, its job type is under `max_concurrency`, and a
+connected Ant serves every method and tag its tasks need (otherwise its `wait_reason` says why).
+`skip_if` ends a request COMPLETED without running it. Event-driven: `wake()` (a submission, a
+finished job, an Ant joining or freeing capacity) runs a pass at once; the periodic sweep is only the
+safety net, and a pass also wakes itself for the next `scheduled_at` it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta
+
+import structlog
+
+from queen.domain.errors import InvalidArgument
+from queen.domain.job_definition import JobDefinition
+from queen.domain.states import JobState
+from queen.domain.templating import render
+from queen.store import Database, JobRequestRecord, definitions, requests
+from queen.store._clock import utc_now
+from queen.supervisor.dispatch import TaskDispatcher
+from queen.supervisor.supervisors import Supervisors
+
+__all__ = ["Scheduler"]
+
+log = structlog.get_logger(__name__)
+
+_BATCH = 200
+
+
+class Scheduler:
+    """Moves runnable PENDING requests to READY and hands them to the supervisors."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        dispatcher: TaskDispatcher,
+        supervisors: Supervisors,
+        sweep_interval: timedelta,
+    ) -> None:
+        self._db = db
+        self._dispatcher = dispatcher
+        self._supervisors = supervisors
+        self._sweep = sweep_interval.total_seconds()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.passes = 0
+
+    def wake(self) -> None:
+        """Run a pass as soon as possible (cheap; many wakes before a pass make one pass)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due_in = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler_pass_failed")
+                due_in = None
+            timeout = self._sweep if due_in is None else min(self._sweep, max(due_in, 0.0))
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def run_once(self, now: datetime | None = None) -> float | None:
+        """One pass; returns seconds until the next future `scheduled_at` (None if there is none)."""
+        self.passes += 1
+        now = now or utc_now()
+        async with self._db.transaction() as session:
+            # paused requests whose pause_time elapsed: their supervisor moves them back to EXECUTING
+            launched = [paused.id for paused in await requests.due_paused_requests(session, now)]
+            pending = await requests.pending_requests(session, now, limit=_BATCH)
+            active = Counter(await requests.active_counts(session))
+            next_due = await requests.next_scheduled_at(session, now)
+        for request in pending:
+            job = await self._definition(request)
+            if job is None:
+                continue
+            verdict = self._verdict(request, job, active)
+            if verdict is not None:
+                await self._set_wait_reason(request, verdict)
+                continue
+            if job.skip_if and self._skipped(request, job):
+                async with self._db.transaction() as session:
+                    await requests.transition_request(
+                        session,
+                        request.id,
+                        JobState.PENDING,
+                        JobState.COMPLETED,
+                        message=f"skipped: skip_if {job.skip_if!r} is true",
+                        ended_at=utc_now(),
+                    )
+                continue
+            async with self._db.transaction() as session:
+                await requests.transition_request(
+                    session, request.id, JobState.PENDING, JobState.READY, wait_reason=""
+                )
+            active[request.organization_id, request.job_type] += 1
+            launched.append(request.id)
+        for request_id in launched:
+            self._supervisors.launch(request_id)
+        if next_due is None:
+            return None
+        return (next_due - utc_now()).total_seconds()
+
+    async def _definition(self, request: JobRequestRecord) -> JobDefinition | None:
+        async with self._db.transaction() as session:
+            record = await definitions.get_definition(session, request.job_definition_id)
+        try:
+            return record.definition()
+        except InvalidArgument as exc:
+            async with self._db.transaction() as session:
+                await requests.transition_request(
+                    session,
+                    request.id,
+                    JobState.PENDING,
+                    JobState.FAILED,
+                    error_code="ERR_INVALID_DEFINITION",
+                    error_message=str(exc),
+                    ended_at=utc_now(),
+                )
+            return None
+
+    def _verdict(
+        self, request: JobRequestRecord, job: JobDefinition, active: Counter[tuple[str, str]]
+    ) -> str | None:
+        """Why the request cannot start now, or None."""
+        limit = job.max_concurrency
+        if limit is not None and active[request.organization_id, request.job_type] >= limit:
+            return f"max_concurrency {limit} of {request.job_type} reached"
+        for task in job.tasks:
+            if task.method.runs_in_queen:
+                continue
+            tags = frozenset(task.tags) | frozenset(job.tags)
+            reason = self._dispatcher.unavailable_reason(task.method, tags)
+            if reason is not None:
+                return f"task {task.task_type}: {reason}"
+        return None
+
+    def _skipped(self, request: JobRequestRecord, job: JobDefinition) -> bool:
+        variables = {**job.job_variables, **request.params, "JobID": request.id, "JobType": request.job_type}
+        try:
+            verdict = render(job.skip_if, variables).strip().lower()
+        except InvalidArgument:
+            log.warning("skip_if_unrenderable", job_request_id=request.id, skip_if=job.skip_if)
+            return False
+        return verdict not in ("", "false", "0", "no")
+
+    async def _set_wait_reason(self, request: JobRequestRecord, reason: str) -> None:
+        if request.wait_reason == reason:
+            return
+        async with self._db.transaction() as session:
+            await requests.set_wait_reason(session, request.id, reason)

@@ -1,0 +1,164 @@
+"""The Queen's database: one async engine (SQLite or PostgreSQL), migrated to head when it starts.
+
+Usage::
+
+    db = Database("sqlite+aiosqlite:///~/.formicary/formicary.db")
+    await db.start()                      # engine + `alembic upgrade head`
+    async with db.transaction() as session:
+        record = await requests.get_request(session, 42)
+    await db.stop()
+
+The caller owns sessions and transactions: repository functions take an `AsyncSession` and never
+commit. One session per asyncio task; never share one across `gather`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+__all__ = ["MIGRATIONS_DIR", "Database", "async_url", "upgrade_to_head"]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Any fixed 64-bit number: PostgreSQL Queens that start together take turns migrating.
+_MIGRATION_LOCK_KEY = 7_461_107_301_160_705
+
+_SQLITE_MEMORY = {"", ":memory:"}
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with the async driver the store uses: `sqlite+aiosqlite` or `postgresql+psycopg`."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    """Run the Alembic migrations to head on `connection` (a sync connection, inside a transaction).
+
+    The `Config` is built here, so no alembic.ini is needed at runtime; `migrations/env.py` uses the
+    connection passed in `attributes`.
+    """
+    if connection.dialect.name == "postgresql":
+        # Held until the transaction ends, so two Queens starting at once do not both create tables.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class Database:
+    """An async engine and session factory for one database URL; `start()` migrates it to head.
+
+    SQLite: a file path (its directory is created; `~` is expanded). An in-memory database
+    (`sqlite+aiosqlite://`) has one shared connection, so it suits one session at a time only.
+    """
+
+    def __init__(self, url: str | URL, *, echo: bool = False, sqlite_busy_timeout: float = 30.0) -> None:
+        self._url = async_url(url)
+        self._echo = echo
+        self._busy_timeout_ms = int(sqlite_busy_timeout * 1000)
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def url(self) -> URL:
+        return self._url
+
+    @property
+    def dialect_name(self) -> str:
+        """The backend: `sqlite` or `postgresql`."""
+        return self._url.get_backend_name()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("Database.start() has not been called (or stop() has)")
+        return self._engine
+
+    async def start(self) -> None:
+        """Create the engine and migrate the schema to head. Call once; `stop()` undoes it."""
+        if self._engine is not None:
+            raise RuntimeError("Database already started")
+        if self.dialect_name == "sqlite":
+            engine = self._create_sqlite_engine()
+        else:
+            engine = create_async_engine(self._url, echo=self._echo, pool_pre_ping=True)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(upgrade_to_head)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+    async def stop(self) -> None:
+        """Close every pooled connection. Sessions still open fail afterwards."""
+        engine, self._engine, self._sessions = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    def session(self) -> AsyncSession:
+        """A new session (use as `async with db.session() as s:`); its transaction is the caller's."""
+        if self._sessions is None:
+            raise RuntimeError("Database.start() has not been called (or stop() has)")
+        return self._sessions()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A new session inside one transaction: committed when the block ends, rolled back if it raises."""
+        async with self.session() as session, session.begin():
+            yield session
+
+    def _create_sqlite_engine(self) -> AsyncEngine:
+        database = self._url.database or ""
+        if database not in _SQLITE_MEMORY and not database.startswith("file:"):
+            path = Path(database).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._url = self._url.set(database=str(path))
+        engine = create_async_engine(self._url, echo=self._echo)
+        busy_timeout_ms = self._busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control away from the sqlite3 driver (it would BEGIN only before DML, so
+            # SELECTs and SAVEPOINTs would run outside the transaction); `_begin` below issues BEGIN.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                # WAL: readers never block the writer and vice versa; synchronous=NORMAL is durable
+                # across application crashes in WAL mode (only an OS crash can lose the last commits).
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # Every transaction takes SQLite's write lock up front (BEGIN IMMEDIATE), so transactions are
+            # serialized and wait for each other (up to busy_timeout) instead of failing. With a plain
+            # (deferred) BEGIN, a transaction that reads and then writes (every guarded update, the
+            # user_key check) must upgrade its read snapshot to a write lock; if another transaction
+            # committed meanwhile, SQLite refuses at once with "database is locked" (SQLITE_BUSY_SNAPSHOT),
+            # and busy_timeout cannot help. The price is that read-only transactions queue behind writers
+            # too; they are short, and the embedded Queen is one process. PostgreSQL needs none of this.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine

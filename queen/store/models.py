@@ -1,0 +1,213 @@
+"""The Queen's tables as SQLAlchemy 2 declarative models; private to `queen.store` (callers get records).
+
+The Alembic migrations under `migrations/versions` create exactly this schema (a test compares them).
+Conventions: free-form text is non-null with "" for "none", so that "" and NULL never both mean empty;
+timestamps are aware UTC (`UTCDateTime`); states are their enum values as text; JSON columns hold plain
+dicts and lists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from queen.domain.states import JobState, TaskState
+from queen.store._column_types import BIG_ID, EnumText, UTCDateTime
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "EventRow",
+    "JobDefinitionRow",
+    "JobExecutionRow",
+    "JobRequestRow",
+    "TaskExecutionRow",
+]
+
+# Deterministic constraint names, so that migrations can name (and later drop or alter) them on both
+# databases, and autogenerate compares like with like.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+_UUID = String(36)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class JobDefinitionRow(Base):
+    """One version of a job type's definition. Rows are immutable except `disabled` and `deleted_at`."""
+
+    __tablename__ = "job_definitions"
+    __table_args__ = (
+        UniqueConstraint(
+            "organization_id", "job_type", "version", name="uq_job_definitions_org_type_version"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(_UUID, primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String, default="")
+    user_id: Mapped[str] = mapped_column(String)
+    job_type: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    # sha256 (hex) of the canonical form of the parsed definition: an upload with the same digest as the
+    # latest version is a no-op, whatever its comments or layout.
+    digest: Mapped[str] = mapped_column(String(64))
+    yaml: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    cron_trigger: Mapped[str] = mapped_column(String, default="")
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    methods: Mapped[list[str]] = mapped_column(JSON)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobRequestRow(Base):
+    """A request to run a job type, pinned to one definition version; the unit users see and cancel."""
+
+    __tablename__ = "job_requests"
+    __table_args__ = (
+        # NULLs are distinct in unique indexes on both SQLite and PostgreSQL, so this plain unique index
+        # is "unique per organization when user_key is not null" on both, with no partial-index dialects.
+        Index("uq_job_requests_org_user_key", "organization_id", "user_key", unique=True),
+        # the scheduler: PENDING, due (scheduled_at), by priority then age
+        Index("ix_job_requests_scheduler", "job_state", "scheduled_at", "job_priority", "created_at"),
+        # listing and counting by type and state
+        Index("ix_job_requests_type_state", "job_type", "job_state"),
+        # an organisation's requests, newest first
+        Index("ix_job_requests_org_id", "organization_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    parent_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("job_requests.id"), index=True)
+    user_key: Mapped[str | None] = mapped_column(String)
+    job_definition_id: Mapped[str] = mapped_column(_UUID, ForeignKey("job_definitions.id"))
+    job_type: Mapped[str] = mapped_column(String)
+    job_version: Mapped[int] = mapped_column(Integer)
+    job_state: Mapped[JobState] = mapped_column(EnumText(JobState))
+    job_priority: Mapped[int] = mapped_column(Integer, default=0)
+    job_group: Mapped[str] = mapped_column(String, default="")
+    organization_id: Mapped[str] = mapped_column(String, default="")
+    user_id: Mapped[str] = mapped_column(String)
+    params: Mapped[dict[str, str]] = mapped_column(JSON)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cron_triggered: Mapped[bool] = mapped_column(Boolean, default=False)
+    retried: Mapped[int] = mapped_column(Integer, default=0)
+    schedule_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    wait_reason: Mapped[str] = mapped_column(Text, default="")
+    error_code: Mapped[str] = mapped_column(String, default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    # The current execution. Not a foreign key: job_executions already points here, and a cycle of
+    # foreign keys cannot be created table by table on SQLite (no ALTER TABLE ADD CONSTRAINT).
+    job_execution_id: Mapped[str | None] = mapped_column(_UUID)
+    # W3C trace context of the request's root span, so a restarted Queen continues the same trace.
+    trace_id: Mapped[str] = mapped_column(String(32), default="")
+    root_span_id: Mapped[str] = mapped_column(String(16), default="")
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "" for a first run; "soft" or "hard" after a user's restart (soft reuses completed tasks).
+    restart_mode: Mapped[str] = mapped_column(String(8), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobExecutionRow(Base):
+    """One run of a request (a restart creates another)."""
+
+    __tablename__ = "job_executions"
+
+    id: Mapped[str] = mapped_column(_UUID, primary_key=True)
+    job_request_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("job_requests.id"), index=True)
+    job_type: Mapped[str] = mapped_column(String)
+    job_version: Mapped[int] = mapped_column(Integer)
+    job_state: Mapped[JobState] = mapped_column(EnumText(JobState))
+    exit_code: Mapped[str] = mapped_column(String, default="")
+    exit_message: Mapped[str] = mapped_column(Text, default="")
+    error_code: Mapped[str] = mapped_column(String, default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    contexts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The supervisor's position in the DAG (queen.supervisor.cursor), saved with every decision.
+    cursor: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cpu_secs: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class TaskExecutionRow(Base):
+    """One task of a job execution; retries and sensor loops reuse the row (and count in `retried`)."""
+
+    __tablename__ = "task_executions"
+    __table_args__ = (
+        UniqueConstraint("job_execution_id", "task_type", name="uq_task_executions_execution_task_type"),
+        # the Ant-lost sweep and the restart resume look tasks up by state
+        Index("ix_task_executions_task_state", "task_state"),
+    )
+
+    id: Mapped[str] = mapped_column(_UUID, primary_key=True)
+    job_execution_id: Mapped[str] = mapped_column(_UUID, ForeignKey("job_executions.id"))
+    task_type: Mapped[str] = mapped_column(String)
+    method: Mapped[str] = mapped_column(String(32))
+    task_state: Mapped[TaskState] = mapped_column(EnumText(TaskState))
+    task_order: Mapped[int] = mapped_column(Integer)
+    allow_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    exit_code: Mapped[str] = mapped_column(String, default="")
+    exit_message: Mapped[str] = mapped_column(Text, default="")
+    error_code: Mapped[str] = mapped_column(String, default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    failed_command: Mapped[str] = mapped_column(Text, default="")
+    ant_id: Mapped[str] = mapped_column(String, default="")
+    ant_host: Mapped[str] = mapped_column(String, default="")
+    retried: Mapped[int] = mapped_column(Integer, default=0)
+    contexts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    artifacts: Mapped[list[Any]] = mapped_column(JSON)
+    stdout: Mapped[list[str]] = mapped_column(JSON)
+    cost_factor: Mapped[float] = mapped_column(Float, default=0.0)
+    span_id: Mapped[str] = mapped_column(String(16), default="")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EventRow(Base):
+    """What happened to a request, in order. Append-only: nothing updates or deletes these rows."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_request_id", "job_request_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    job_request_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("job_requests.id"))
+    task_execution_id: Mapped[str | None] = mapped_column(_UUID)
+    task_type: Mapped[str | None] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

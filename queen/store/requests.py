@@ -1,0 +1,442 @@
+"""Job requests: submission (de-duplicated by `user_key`), guarded state changes, the scheduler's queries.
+
+Every state change is one guarded UPDATE (see `transition_request`) plus its event, in the caller's
+transaction. Ids are integers, as in Formicary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any, TypedDict, Unpack
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from queen.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from queen.domain.states import JobState, check_job_transition
+from queen.store._clock import utc_now
+from queen.store._guarded import guarded_update, rowcount
+from queen.store._json import freeze_mapping, to_json_value
+from queen.store.events import EventKind, append_event
+from queen.store.models import JobRequestRow
+from queen.store.records import DefinitionRecord, JobRequestRecord
+
+__all__ = [
+    "ACTIVE_STATES",
+    "DuplicateUserKey",
+    "RequestChanges",
+    "active_counts",
+    "count_active_by_type",
+    "create_request",
+    "due_paused_requests",
+    "get_request",
+    "get_request_by_user_key",
+    "list_requests",
+    "next_scheduled_at",
+    "non_terminal_requests",
+    "pending_requests",
+    "set_wait_reason",
+    "transition_request",
+    "update_request",
+]
+
+# Requests holding a concurrency slot of their job type (JobState.is_active).
+ACTIVE_STATES: frozenset[JobState] = frozenset(state for state in JobState if state.is_active)
+_NON_TERMINAL_STATES = frozenset(state for state in JobState if not state.is_terminal)
+_ENTITY = "job request"
+
+
+class DuplicateUserKey(AlreadyExists):
+    """A request with this `user_key` already exists in the organization; `existing_id` is its id."""
+
+    def __init__(self, user_key: str, existing_id: int) -> None:
+        super().__init__(f"a job request with user_key {user_key!r} already exists: {existing_id}")
+        self.user_key = user_key
+        self.existing_id = existing_id
+
+
+class RequestChanges(TypedDict, total=False):
+    """Columns a transition may set along with the state (anything not given is left as it is)."""
+
+    error_code: str
+    error_message: str
+    wait_reason: str
+    job_execution_id: str | None
+    scheduled_at: datetime | None
+    paused_until: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    retried: int
+    schedule_attempts: int
+    restart_mode: str
+
+
+async def create_request(
+    session: AsyncSession,
+    *,
+    definition: DefinitionRecord,
+    user_id: str,
+    organization_id: str | None = None,
+    params: Mapping[str, str] | None = None,
+    job_priority: int = 0,
+    job_group: str = "",
+    user_key: str | None = None,
+    parent_id: int | None = None,
+    scheduled_at: datetime | None = None,
+    cron_triggered: bool = False,
+    trace_id: str = "",
+    root_span_id: str = "",
+    now: datetime | None = None,
+) -> JobRequestRecord:
+    """Submit a PENDING request pinned to `definition` (that exact version) and log `request_submitted`.
+
+    `organization_id` defaults to the definition's. A non-empty `user_key` already used in the
+    organization raises `DuplicateUserKey` (an `AlreadyExists`) carrying the existing request's id:
+    found by a SELECT first, and by the unique index when two submissions race.
+    """
+    now = now or utc_now()
+    organization_id = definition.organization_id if organization_id is None else organization_id
+    user_key = user_key or None
+    stored_params = _check_params(params or {})
+    if user_key is not None:
+        existing = await _id_by_user_key(session, organization_id, user_key)
+        if existing is not None:
+            raise DuplicateUserKey(user_key, existing)
+    row = JobRequestRow(
+        parent_id=parent_id,
+        user_key=user_key,
+        job_definition_id=definition.id,
+        job_type=definition.job_type,
+        job_version=definition.version,
+        job_state=JobState.PENDING,
+        job_priority=job_priority,
+        job_group=job_group,
+        organization_id=organization_id,
+        user_id=user_id,
+        params=stored_params,
+        scheduled_at=scheduled_at,
+        cron_triggered=cron_triggered,
+        retried=0,
+        schedule_attempts=0,
+        wait_reason="",
+        error_code="",
+        error_message="",
+        job_execution_id=None,
+        trace_id=trace_id,
+        root_span_id=root_span_id,
+        paused_until=None,
+        restart_mode="",
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        ended_at=None,
+    )
+    try:
+        # A savepoint: if a concurrent submission wins the user_key, the caller's transaction survives.
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        if user_key is not None:
+            existing = await _id_by_user_key(session, organization_id, user_key)
+            if existing is not None:
+                raise DuplicateUserKey(user_key, existing) from exc
+        raise
+    await append_event(
+        session,
+        job_request_id=row.id,
+        kind=EventKind.REQUEST_SUBMITTED,
+        to_state=JobState.PENDING,
+        data={
+            "job_type": row.job_type,
+            "job_version": row.job_version,
+            "job_definition_id": row.job_definition_id,
+            "user_id": user_id,
+            "user_key": user_key,
+            "job_priority": job_priority,
+            "scheduled_at": scheduled_at,
+            "parent_id": parent_id,
+            "cron_triggered": cron_triggered,
+        },
+        now=now,
+    )
+    return _record(row)
+
+
+async def get_request(
+    session: AsyncSession, request_id: int, *, organization_id: str | None = None
+) -> JobRequestRecord:
+    """The request; NotFound if it does not exist or (when given) belongs to another organization."""
+    row = await session.get(JobRequestRow, request_id, populate_existing=True)
+    if row is None or (organization_id is not None and row.organization_id != organization_id):
+        raise NotFound(f"job request {request_id} does not exist")
+    return _record(row)
+
+
+async def get_request_by_user_key(
+    session: AsyncSession, organization_id: str, user_key: str
+) -> JobRequestRecord:
+    stmt = (
+        select(JobRequestRow)
+        .where(JobRequestRow.organization_id == organization_id, JobRequestRow.user_key == user_key)
+        .execution_options(populate_existing=True)
+    )
+    row = (await session.scalars(stmt)).one_or_none()
+    if row is None:
+        raise NotFound(f"no job request with user_key {user_key!r}")
+    return _record(row)
+
+
+async def list_requests(
+    session: AsyncSession,
+    organization_id: str,
+    *,
+    job_type: str | None = None,
+    states: Collection[JobState] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[JobRequestRecord], int]:
+    """A page of the organization's requests, newest first, and the total matching the filters."""
+    conditions: list[Any] = [JobRequestRow.organization_id == organization_id]
+    if job_type is not None:
+        conditions.append(JobRequestRow.job_type == job_type)
+    if states is not None:
+        conditions.append(JobRequestRow.job_state.in_(list(states)))
+    total = await session.scalar(select(func.count()).select_from(JobRequestRow).where(*conditions))
+    stmt = (
+        select(JobRequestRow)
+        .where(*conditions)
+        .order_by(JobRequestRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+        .execution_options(populate_existing=True)
+    )
+    rows = (await session.scalars(stmt)).all()
+    return [_record(row) for row in rows], int(total or 0)
+
+
+async def transition_request(
+    session: AsyncSession,
+    request_id: int,
+    expected: JobState,
+    target: JobState,
+    *,
+    message: str = "",
+    now: datetime | None = None,
+    **changes: Unpack[RequestChanges],
+) -> JobRequestRecord:
+    """Move the request from `expected` to `target`, setting `changes`, and log `job_state_changed`.
+
+    Raises InvalidTransition before touching the database if the table forbids expected → target, and
+    after the guarded UPDATE if the request is no longer in `expected` (a lost race); NotFound if it
+    does not exist. `message` (default: the error message, if any) goes to the event.
+    """
+    check_job_transition(expected, target)
+    now = now or utc_now()
+    row = await guarded_update(
+        session,
+        JobRequestRow,
+        entity=_ENTITY,
+        row_id=request_id,
+        state_column=JobRequestRow.job_state,
+        expected=expected,
+        target=target,
+        values={**changes, "updated_at": now},
+    )
+    await append_event(
+        session,
+        job_request_id=request_id,
+        kind=EventKind.JOB_STATE_CHANGED,
+        from_state=expected,
+        to_state=target,
+        message=message or changes.get("error_message", ""),
+        data={key: to_json_value(value) for key, value in changes.items()},
+        now=now,
+    )
+    return _record(row)
+
+
+async def set_wait_reason(
+    session: AsyncSession, request_id: int, reason: str, *, now: datetime | None = None
+) -> bool:
+    """Record why the request is still waiting ("" when it no longer waits); not a state change.
+
+    Writes (and logs `wait_reason_changed`) only when the reason differs, so a scheduler may call it
+    on every pass. Returns whether it changed; NotFound if the request does not exist.
+    """
+    now = now or utc_now()
+    result = await session.execute(
+        update(JobRequestRow)
+        .where(JobRequestRow.id == request_id, JobRequestRow.wait_reason != reason)
+        .values(wait_reason=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(result) == 0:
+        exists = await session.scalar(select(JobRequestRow.id).where(JobRequestRow.id == request_id))
+        if exists is None:
+            raise NotFound(f"job request {request_id} does not exist")
+        return False
+    await append_event(
+        session, job_request_id=request_id, kind=EventKind.WAIT_REASON_CHANGED, message=reason, now=now
+    )
+    return True
+
+
+async def pending_requests(session: AsyncSession, now: datetime, limit: int = 100) -> list[JobRequestRecord]:
+    """PENDING requests that are due (no schedule time, or at/before `now`): highest priority first,
+    then oldest, then lowest id."""
+    stmt = (
+        select(JobRequestRow)
+        .where(
+            JobRequestRow.job_state == JobState.PENDING,
+            or_(JobRequestRow.scheduled_at.is_(None), JobRequestRow.scheduled_at <= now),
+        )
+        .order_by(JobRequestRow.job_priority.desc(), JobRequestRow.created_at, JobRequestRow.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    )
+    return [_record(row) for row in (await session.scalars(stmt)).all()]
+
+
+async def count_active_by_type(session: AsyncSession, organization_id: str | None = None) -> dict[str, int]:
+    """How many requests of each job type hold a concurrency slot (READY, STARTED, EXECUTING,
+    MANUAL_APPROVAL_REQUIRED, PAUSED); types with none are absent. All organizations unless one is given."""
+    stmt = (
+        select(JobRequestRow.job_type, func.count())
+        .where(JobRequestRow.job_state.in_(sorted(ACTIVE_STATES)))
+        .group_by(JobRequestRow.job_type)
+    )
+    if organization_id is not None:
+        stmt = stmt.where(JobRequestRow.organization_id == organization_id)
+    return {job_type: int(count) for job_type, count in (await session.execute(stmt)).all()}
+
+
+async def active_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Requests holding a concurrency slot, per (organization_id, job_type); pairs with none are absent."""
+    stmt = (
+        select(JobRequestRow.organization_id, JobRequestRow.job_type, func.count())
+        .where(JobRequestRow.job_state.in_(sorted(ACTIVE_STATES)))
+        .group_by(JobRequestRow.organization_id, JobRequestRow.job_type)
+    )
+    return {(org, job_type): int(count) for org, job_type, count in (await session.execute(stmt)).all()}
+
+
+async def next_scheduled_at(session: AsyncSession, now: datetime) -> datetime | None:
+    """The earliest future `scheduled_at` among PENDING requests (when the scheduler must look again)."""
+    return await session.scalar(
+        select(func.min(JobRequestRow.scheduled_at)).where(
+            JobRequestRow.job_state == JobState.PENDING, JobRequestRow.scheduled_at > now
+        )
+    )
+
+
+async def due_paused_requests(session: AsyncSession, now: datetime) -> list[JobRequestRecord]:
+    """PAUSED requests whose `paused_until` has passed (a PAUSE_JOB with `pause_time`), oldest first."""
+    stmt = (
+        select(JobRequestRow)
+        .where(
+            JobRequestRow.job_state == JobState.PAUSED,
+            JobRequestRow.paused_until.is_not(None),
+            JobRequestRow.paused_until <= now,
+        )
+        .order_by(JobRequestRow.paused_until, JobRequestRow.id)
+        .execution_options(populate_existing=True)
+    )
+    return [_record(row) for row in (await session.scalars(stmt)).all()]
+
+
+async def update_request(
+    session: AsyncSession,
+    request_id: int,
+    expected: JobState,
+    *,
+    message: str = "",
+    now: datetime | None = None,
+    **changes: Unpack[RequestChanges],
+) -> JobRequestRecord:
+    """Change columns of a request that must still be in `expected`, without a state change (e.g. a job
+    retry pointing a running request at its new execution); logs `request_updated`."""
+    now = now or utc_now()
+    row = await guarded_update(
+        session,
+        JobRequestRow,
+        entity=_ENTITY,
+        row_id=request_id,
+        state_column=JobRequestRow.job_state,
+        expected=expected,
+        target=expected,
+        values={**changes, "updated_at": now},
+    )
+    await append_event(
+        session,
+        job_request_id=request_id,
+        kind=EventKind.REQUEST_UPDATED,
+        message=message,
+        data={key: to_json_value(value) for key, value in changes.items()},
+        now=now,
+    )
+    return _record(row)
+
+
+async def non_terminal_requests(session: AsyncSession) -> list[JobRequestRecord]:
+    """Every request not yet COMPLETED, FAILED or CANCELLED, by id (what a restarted Queen resumes)."""
+    stmt = (
+        select(JobRequestRow)
+        .where(JobRequestRow.job_state.in_(sorted(_NON_TERMINAL_STATES)))
+        .order_by(JobRequestRow.id)
+        .execution_options(populate_existing=True)
+    )
+    return [_record(row) for row in (await session.scalars(stmt)).all()]
+
+
+async def _id_by_user_key(session: AsyncSession, organization_id: str, user_key: str) -> int | None:
+    return await session.scalar(
+        select(JobRequestRow.id).where(
+            JobRequestRow.organization_id == organization_id, JobRequestRow.user_key == user_key
+        )
+    )
+
+
+def _check_params(params: Mapping[str, str]) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for key, value in params.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgument(
+                f"params must map strings to strings; got {key!r}: {value!r}", field="params"
+            )
+        checked[key] = value
+    return checked
+
+
+def _record(row: JobRequestRow) -> JobRequestRecord:
+    return JobRequestRecord(
+        id=row.id,
+        parent_id=row.parent_id,
+        user_key=row.user_key,
+        job_definition_id=row.job_definition_id,
+        job_type=row.job_type,
+        job_version=row.job_version,
+        job_state=row.job_state,
+        job_priority=row.job_priority,
+        job_group=row.job_group,
+        organization_id=row.organization_id,
+        user_id=row.user_id,
+        params=freeze_mapping(row.params),
+        scheduled_at=row.scheduled_at,
+        cron_triggered=row.cron_triggered,
+        retried=row.retried,
+        schedule_attempts=row.schedule_attempts,
+        wait_reason=row.wait_reason,
+        error_code=row.error_code,
+        error_message=row.error_message,
+        job_execution_id=row.job_execution_id,
+        trace_id=row.trace_id,
+        root_span_id=row.root_span_id,
+        paused_until=row.paused_until,
+        restart_mode=row.restart_mode,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )

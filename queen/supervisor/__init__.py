@@ -1,0 +1,1 @@
+"""Driving each job's DAG: the job supervisor, the task runner and the dispatch contract they use."""

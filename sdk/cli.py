@@ -1,0 +1,40 @@
+"""The `formicary` command. Server packages add subcommands (`lint`, `queen`, `ant`, `dev`) via entry points.
+
+A client-only install has the client commands; installing the Queen or the Ant adds theirs through the
+`formicary.commands` entry-point group, whose objects are `register(app: typer.Typer) -> None`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import typer
+
+__all__ = ["COMMAND_GROUP", "build_app", "main"]
+
+COMMAND_GROUP = "formicary.commands"
+
+
+def build_app() -> typer.Typer:
+    """The CLI with every installed plugin's subcommands registered."""
+    app = typer.Typer(
+        name="formicary",
+        help="Formicary: playbooks as DAGs of tasks, run by Ants, with manual approval gates.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """Formicary command-line interface."""
+
+    for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
+        register = entry_point.load()
+        register(app)
+    return app
+
+
+def main() -> None:
+    """Entry point of the `formicary` console script."""
+    build_app()()
