@@ -26,6 +26,7 @@ from queen.api.ant_service import AntServiceServicer
 from queen.domain.identity import Identity
 from queen.domain.job_definition import TaskMethod
 from queen.notifier import ChangeNotifier
+from queen.scheduler.cron import CronTrigger
 from queen.scheduler.scheduler import Scheduler
 from queen.services.definitions import DefinitionService
 from queen.services.requests import RequestService
@@ -66,11 +67,14 @@ class Queen:
             db=self.db,
             dispatcher=self.registry,
             supervisors=self.supervisors,
+            notifier=self.notifier,
             sweep_interval=settings.sweep_interval,
         )
+        self.supervisors.on_finished = self.scheduler.wake
+        self.cron = CronTrigger(self.db, on_submitted=self.scheduler.wake)
         identity = Identity(settings.organization_id, settings.user_id)
         self.services = Services(
-            definitions=DefinitionService(self.db, on_change=self.scheduler.wake),
+            definitions=DefinitionService(self.db, on_change=self._definitions_changed),
             requests=RequestService(
                 db=self.db,
                 supervisors=self.supervisors,
@@ -89,11 +93,16 @@ class Queen:
     def _capacity_changed(self) -> None:
         self.scheduler.wake()
 
+    def _definitions_changed(self) -> None:
+        self.scheduler.wake()
+        self.cron.wake()
+
     async def start(self) -> None:
         await self.db.start()
         await self.registry.start()
         await self.supervisors.resume_all()
         await self.scheduler.start()
+        await self.cron.start()
         self._server, self.grpc_port = await self._start_server()
         log.info("queen_started", grpc_port=self.grpc_port, database=self.db.dialect_name)
 
@@ -101,6 +110,7 @@ class Queen:
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(_GRACE_SECONDS)
+        await self.cron.stop()
         await self.scheduler.stop()
         await self.supervisors.stop_all()
         await self.registry.stop()

@@ -20,6 +20,7 @@ from queen.domain.job_definition import JobDefinition
 from queen.domain.states import JobState
 from queen.domain.templating import render
 from queen.store import Database, JobRequestRecord, definitions, requests
+from queen.notifier import ChangeNotifier
 from queen.store._clock import utc_now
 from queen.supervisor.dispatch import TaskDispatcher
 from queen.supervisor.supervisors import Supervisors
@@ -40,14 +41,18 @@ class Scheduler:
         db: Database,
         dispatcher: TaskDispatcher,
         supervisors: Supervisors,
+        notifier: ChangeNotifier,
         sweep_interval: timedelta,
     ) -> None:
         self._db = db
+        self._notifier = notifier
         self._dispatcher = dispatcher
         self._supervisors = supervisors
         self._sweep = sweep_interval.total_seconds()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # One pass at a time: two concurrent passes would both see a free concurrency slot.
+        self._pass_lock = asyncio.Lock()
         self.passes = 0
 
     def wake(self) -> None:
@@ -82,6 +87,10 @@ class Scheduler:
 
     async def run_once(self, now: datetime | None = None) -> float | None:
         """One pass; returns seconds until the next future `scheduled_at` (None if there is none)."""
+        async with self._pass_lock:
+            return await self._pass(now)
+
+    async def _pass(self, now: datetime | None) -> float | None:
         self.passes += 1
         now = now or utc_now()
         async with self._db.transaction() as session:
@@ -108,6 +117,7 @@ class Scheduler:
                         message=f"skipped: skip_if {job.skip_if!r} is true",
                         ended_at=utc_now(),
                     )
+                self._notifier.changed(request.id)
                 continue
             async with self._db.transaction() as session:
                 await requests.transition_request(
@@ -137,6 +147,7 @@ class Scheduler:
                     error_message=str(exc),
                     ended_at=utc_now(),
                 )
+            self._notifier.changed(request.id)
             return None
 
     def _verdict(
@@ -169,3 +180,4 @@ class Scheduler:
             return
         async with self._db.transaction() as session:
             await requests.set_wait_reason(session, request.id, reason)
+        self._notifier.changed(request.id)

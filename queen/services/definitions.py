@@ -77,7 +77,9 @@ class DefinitionService:
                 session, identity.organization_id, job_type, include_disabled=True
             )
 
-    async def list_definitions(self, identity: Identity, *, limit: int, offset: int) -> list[DefinitionRecord]:
+    async def list_definitions(
+        self, identity: Identity, *, limit: int, offset: int
+    ) -> list[DefinitionRecord]:
         async with self._db.transaction() as session:
             return await definitions.list_definitions(
                 session, identity.organization_id, limit=limit, offset=offset

@@ -35,6 +35,7 @@ from queen.store.records import DefinitionRecord
 
 __all__ = [
     "canonical_definition",
+    "cron_definitions",
     "definition_digest",
     "get_definition",
     "get_definition_version",
@@ -184,6 +185,35 @@ async def list_definitions(
         .order_by(JobDefinitionRow.job_type)
         .limit(limit)
         .offset(offset)
+        .execution_options(populate_existing=True)
+    )
+    return [_record(row) for row in (await session.scalars(stmt)).all()]
+
+
+async def cron_definitions(session: AsyncSession) -> list[DefinitionRecord]:
+    """The latest version of every enabled, visible job type (all organizations) that has a cron_trigger."""
+    latest = (
+        select(
+            JobDefinitionRow.organization_id,
+            JobDefinitionRow.job_type,
+            func.max(JobDefinitionRow.version).label("version"),
+        )
+        .where(JobDefinitionRow.deleted_at.is_(None))
+        .group_by(JobDefinitionRow.organization_id, JobDefinitionRow.job_type)
+        .subquery()
+    )
+    stmt = (
+        select(JobDefinitionRow)
+        .join(
+            latest,
+            and_(
+                JobDefinitionRow.organization_id == latest.c.organization_id,
+                JobDefinitionRow.job_type == latest.c.job_type,
+                JobDefinitionRow.version == latest.c.version,
+            ),
+        )
+        .where(JobDefinitionRow.cron_trigger != "", JobDefinitionRow.disabled.is_(False))
+        .order_by(JobDefinitionRow.organization_id, JobDefinitionRow.job_type)
         .execution_options(populate_existing=True)
     )
     return [_record(row) for row in (await session.scalars(stmt)).all()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -18,8 +19,10 @@ log = structlog.get_logger(__name__)
 class Supervisors:
     """Starts, stops and tracks job supervisors; at most one per request."""
 
-    def __init__(self, deps: SupervisorDeps) -> None:
+    def __init__(self, deps: SupervisorDeps, *, on_finished: Callable[[], None] = lambda: None) -> None:
         self._deps = deps
+        # told when a supervisor ends (its job finished, paused or waits at a gate): a slot may be free
+        self.on_finished = on_finished
         self._running: dict[int, tuple[JobSupervisor, asyncio.Task[None]]] = {}
         self._closing = False
 
@@ -54,6 +57,8 @@ class Supervisors:
             log.exception("supervisor_crashed", job_request_id=supervisor.request_id)
         finally:
             self._running.pop(supervisor.request_id, None)
+            if not self._closing:
+                self.on_finished()
 
     async def resume_all(self) -> None:
         """On start: continue every request that was running when the Queen stopped."""

@@ -26,7 +26,9 @@ def shell(task_type: str, extra: str = "") -> str:
 
 
 async def test_chain_completes_in_order(engine: Engine) -> None:
-    await engine.upload(job("chain", shell("a", "on_completed: b") + shell("b", "on_completed: c") + shell("c")))
+    await engine.upload(
+        job("chain", shell("a", "on_completed: b") + shell("b", "on_completed: c") + shell("c"))
+    )
     request_id = await engine.submit("chain")
     details = await engine.wait_for(request_id, *DONE)
     assert details.request.job_state is JobState.COMPLETED
@@ -174,3 +176,151 @@ async def test_manual_task_opens_a_gate_without_an_ant(engine: Engine) -> None:
     assert engine.task_states(details) == {"build": "COMPLETED", "approve": "MANUAL_APPROVAL_REQUIRED"}
     assert engine.dispatcher.ran() == ["build"]
     assert details.tasks[1].task_state is TaskState.MANUAL_APPROVAL_REQUIRED
+
+
+async def test_soft_restart_reuses_completed_tasks_and_hard_runs_all(engine: Engine) -> None:
+    from tests.fixtures.engine import IDENTITY
+
+    tasks = shell("a", "on_completed: b") + shell("b", "on_completed: c") + shell("c")
+    await engine.upload(job("restart", tasks))
+    engine.dispatcher.then("b", fail())
+    request_id = await engine.submit("restart")
+    failed = await engine.wait_for(request_id, *DONE)
+    assert failed.request.job_state is JobState.FAILED
+    first_execution = failed.execution
+    assert first_execution is not None
+
+    await engine.requests.restart(IDENTITY, request_id, hard=False)
+    soft = await engine.wait_for(request_id, JobState.COMPLETED)
+    assert soft.execution is not None and soft.execution.id != first_execution.id
+    assert engine.dispatcher.ran() == ["a", "b", "b", "c"]  # `a` was reused, not run again
+    assert engine.task_states(soft) == {"a": "COMPLETED", "b": "COMPLETED", "c": "COMPLETED"}
+
+    await engine.requests.restart(IDENTITY, request_id, hard=True)
+    await engine.wait_for(request_id, JobState.COMPLETED)
+    assert engine.dispatcher.ran()[4:] == ["a", "b", "c"]
+    # the restart ran the version the request pinned
+    assert {w.job_version for w in engine.dispatcher.calls} == {1}
+
+
+async def test_job_retry_reruns_only_failed_tasks(engine: Engine) -> None:
+    tasks = shell("a", "on_completed: b") + shell("b")
+    await engine.upload(job("jobretry", tasks, header="retry: 1\n"))
+    engine.dispatcher.then("b", fail(), ok())
+    details = await engine.wait_for(await engine.submit("jobretry"), *DONE)
+    assert details.request.job_state is JobState.COMPLETED
+    assert details.request.retried == 1
+    assert engine.dispatcher.ran() == ["a", "b", "b"]
+    assert [w.job_retry for w in engine.dispatcher.calls] == [0, 0, 1]
+
+
+async def test_hard_reset_after_retries_reruns_everything(engine: Engine) -> None:
+    tasks = shell("a", "on_completed: b") + shell("b")
+    await engine.upload(job("hard", tasks, header="retry: 2\nhard_reset_after_retries: 2\n"))
+    engine.dispatcher.then("b", fail(), fail(), ok())
+    details = await engine.wait_for(await engine.submit("hard"), *DONE)
+    assert details.request.job_state is JobState.COMPLETED
+    # retry 1 is soft (only b), retry 2 is hard (a and b again)
+    assert engine.dispatcher.ran() == ["a", "b", "b", "a", "b"]
+
+
+async def test_priority_then_age_and_max_concurrency_of_one(engine: Engine) -> None:
+    from queen.domain.job_definition import TaskMethod
+    from queen.services.requests import Submission
+    from tests.fixtures.engine import IDENTITY
+
+    await engine.upload(job("single", shell("only"), header="max_concurrency: 1\n"))
+    engine.dispatcher.unavailable.add(TaskMethod.SHELL)
+    ids = []
+    for priority in (0, 5, 0, 9):
+        record = await engine.requests.submit(IDENTITY, Submission("single", {}, priority=priority))
+        ids.append(record.id)
+    await engine.scheduler.run_once()
+    waiting = await engine.details(ids[0])
+    assert waiting.request.job_state is JobState.PENDING
+    assert waiting.request.wait_reason == "task only: no connected Ant runs SHELL tasks"
+
+    gates = [asyncio.Event() for _ in ids]
+    engine.dispatcher.then("only", *gates)
+    engine.dispatcher.unavailable.clear()
+    order = []
+    for gate in gates:
+        await engine.scheduler.run_once()
+        running = [i for i in ids if (await engine.details(i)).request.job_state.is_active]
+        assert len(running) == 1, "max_concurrency 1 means one at a time"
+        order.append(running[0])
+        blocked = [i for i in ids if i not in order]
+        if blocked:
+            assert (
+                await engine.details(blocked[0])
+            ).request.wait_reason == "max_concurrency 1 of single reached"
+        gate.set()
+        await engine.wait_for(running[0], JobState.COMPLETED)
+    assert order == [ids[3], ids[1], ids[0], ids[2]]
+
+
+async def test_scheduled_time_is_honoured(engine: Engine) -> None:
+    from datetime import timedelta
+
+    from queen.services.requests import Submission
+    from queen.store._clock import utc_now
+    from tests.fixtures.engine import IDENTITY
+
+    await engine.upload(job("later", shell("t")))
+    when = utc_now() + timedelta(hours=1)
+    record = await engine.requests.submit(IDENTITY, Submission("later", {}, scheduled_at=when))
+    due_in = await engine.scheduler.run_once()
+    assert (await engine.details(record.id)).request.job_state is JobState.PENDING
+    assert due_in is not None and 3500 < due_in <= 3600
+    await engine.scheduler.run_once(now=when + timedelta(seconds=1))
+    await engine.wait_for(record.id, JobState.COMPLETED)
+
+
+async def test_skip_if_completes_without_running(engine: Engine) -> None:
+    await engine.upload(job("skippy", shell("t"), header="skip_if: \"{{ mode == 'dry' }}\"\n"))
+    details = await engine.wait_for(await engine.submit("skippy", mode="dry"), *DONE)
+    assert details.request.job_state is JobState.COMPLETED
+    assert engine.dispatcher.calls == []
+    ran = await engine.wait_for(await engine.submit("skippy", mode="real"), *DONE)
+    assert ran.request.job_state is JobState.COMPLETED
+    assert engine.dispatcher.ran() == ["t"]
+
+
+async def test_templating_and_task_outputs_flow_to_later_tasks(engine: Engine) -> None:
+    tasks = (
+        "- task_type: first\n  method: SHELL\n  script: [ 'echo {{.JobID}} {{ who }}' ]\n  on_completed: second\n"
+        "- task_type: second\n  method: SHELL\n  script: [ 'deploy {{ version }} for {{ who }}' ]\n"
+    )
+    await engine.upload(job("tmpl", tasks, header="job_variables: {who: nobody}\n"))
+    engine.dispatcher.then("first", ok(version="1.2.3"))
+    request_id = await engine.submit("tmpl", who="alice")
+    await engine.wait_for(request_id, *DONE)
+    first, second = engine.dispatcher.calls
+    assert first.task.script == (f"echo {request_id} alice",)
+    assert second.task.script == ("deploy 1.2.3 for alice",)
+
+
+async def test_cron_creates_exactly_one_request_per_fire_time(engine: Engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from queen.scheduler.cron import CronTrigger
+    from queen.store import requests as request_store
+
+    await engine.upload(job("nightly", shell("t"), header="cron_trigger: '0 2 * * *'\n"))
+    cron = CronTrigger(engine.db, on_submitted=lambda: None)
+    two = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+    await cron.run_once(now=two - timedelta(seconds=1))  # before the fire time: nothing
+    await cron.run_once(now=two)
+    await cron.run_once(now=two + timedelta(seconds=30))  # same fire time again: nothing more
+    other = CronTrigger(engine.db, on_submitted=lambda: None)  # a second Queen, or a restarted one
+    await other.run_once(now=two + timedelta(minutes=1))
+    upcoming = await cron.run_once(now=two + timedelta(days=1, seconds=5))  # the next night
+    async with engine.db.transaction() as session:
+        made, total = await request_store.list_requests(session, "org-1", job_type="nightly")
+    assert total == 2
+    assert all(r.cron_triggered for r in made)
+    assert sorted(r.user_key or "" for r in made) == [
+        "cron:nightly:2026-11-26T02:00:00+00:00",
+        "cron:nightly:2026-11-27T02:00:00+00:00",
+    ]
+    assert upcoming == datetime(2026, 11, 28, 2, 0, tzinfo=UTC)

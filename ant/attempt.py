@@ -1,0 +1,200 @@
+"""Running one task attempt around its executor: a fresh directory, dependencies in, the executor,
+artifacts out, secrets masked, timings filled, the directory removed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from structlog.typing import FilteringBoundLogger
+
+from ant.artifacts import ArtifactTransfer, TransferOutcome
+from ant.executors.context import ExecutionContext, LogSink, LogStream
+from ant.executors.lines import split_long_line
+from ant.executors.registry import ExecutorRegistry
+from ant.executors.result import EXIT_CODE_FAILED, ErrorCode, ExecutionResult, ExecutionStatus
+from ant.executors.spec import TaskSpec
+from ant.redaction import MIN_SECRET_LENGTH, Redactor
+
+__all__ = ["AttemptRequest", "AttemptRunner", "RedactingSink"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRequest:
+    """A dispatched attempt: what the executor needs (`spec`) and what the Ant needs around it."""
+
+    spec: TaskSpec
+    correlation_id: str
+    job_type_version: str = ""
+    report_stdout: bool = False
+    dependent_artifact_ids: tuple[str, ...] = ()
+    artifact_paths: tuple[str, ...] = ()
+    traceparent: str = ""
+    receive_time: datetime = field(default_factory=_now)
+
+
+class RedactingSink:
+    """A log sink that masks secrets and splits over-long lines before passing lines on."""
+
+    def __init__(self, inner: LogSink, redact: Redactor) -> None:
+        self._inner = inner
+        self._redact = redact
+
+    async def emit(self, stream: LogStream, text: str) -> None:
+        for piece in split_long_line(self._redact(text)):
+            await self._inner.emit(stream, piece)
+
+
+class AttemptRunner:
+    """Runs attempts with the registry's executors, each in `work_root/<task_execution_id>-<retry>`."""
+
+    def __init__(
+        self,
+        executors: ExecutorRegistry,
+        *,
+        work_root: Path,
+        artifacts: ArtifactTransfer,
+        ant_id: str,
+        host: str,
+        logger: FilteringBoundLogger,
+        keep_work_dirs: bool = False,
+        default_cost_factor: float = 1.0,
+    ) -> None:
+        self._executors = executors
+        self._work_root = work_root
+        self._artifacts = artifacts
+        self._ant_id = ant_id
+        self._host = host
+        self._logger = logger
+        self._keep = keep_work_dirs
+        self._cost_factor = default_cost_factor
+
+    async def run(self, request: AttemptRequest, sink: LogSink, cancel: asyncio.Event) -> ExecutionResult:
+        """The attempt's result, secrets masked. A broken executor gives FAILED / ERR_EXECUTOR."""
+        spec = request.spec
+        redact = Redactor(spec.secrets)
+        sink = RedactingSink(sink, redact)
+        log = self._logger.bind(
+            task_execution_id=spec.task_execution_id,
+            job_request_id=spec.job_request_id,
+            task_type=spec.task_type,
+            method=str(spec.method),
+            task_retry=spec.task_retry,
+        )
+        if redact.too_short:
+            await sink.emit(
+                LogStream.SYSTEM,
+                f"warning: {redact.too_short} secret values shorter than {MIN_SECRET_LENGTH} characters "
+                "cannot be masked",
+            )
+        work_dir = self._work_root / f"{_UNSAFE.sub('_', spec.task_execution_id)}-{spec.task_retry}"
+        log.info("attempt_started", work_dir=str(work_dir))
+        try:
+            await asyncio.to_thread(_fresh_directory, work_dir)
+            download = await self._artifacts.download(request.dependent_artifact_ids, work_dir)
+            downloaded_at = _now() if request.dependent_artifact_ids else None
+            for warning in download.warnings:
+                await sink.emit(LogStream.SYSTEM, f"warning: {warning}")
+            result = await self._execute(spec, sink, cancel, work_dir, log)
+            upload = TransferOutcome()
+            uploaded_at = None
+            if request.artifact_paths:
+                upload = await self._artifacts.upload(
+                    request.artifact_paths, work_dir, task_execution_id=spec.task_execution_id
+                )
+                uploaded_at = _now()
+                for warning in upload.warnings:
+                    await sink.emit(LogStream.SYSTEM, f"warning: {warning}")
+            result = replace(
+                result,
+                warnings=(*download.warnings, *result.warnings, *upload.warnings),
+                artifacts=(*result.artifacts, *upload.artifacts),
+                cost_factor=spec.cost_factor or self._cost_factor,
+                timings=replace(
+                    result.timings,
+                    receive_time=request.receive_time,
+                    dependencies_download_time=downloaded_at,
+                    artifacts_upload_time=uploaded_at,
+                    finish_time=_now(),
+                ),
+            )
+        except OSError as exc:
+            log.error("attempt_directory_failed", error=str(exc))
+            result = _broken(f"cannot prepare the task's directory {work_dir}: {exc}", request)
+        finally:
+            if not self._keep:
+                await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
+        log.info(
+            "attempt_finished",
+            status=str(result.status),
+            exit_code=result.exit_code,
+            error_code=result.error_code,
+        )
+        return _redacted(result, redact)
+
+    async def _execute(
+        self, spec: TaskSpec, sink: LogSink, cancel: asyncio.Event, work_dir: Path, log: FilteringBoundLogger
+    ) -> ExecutionResult:
+        if cancel.is_set():
+            return ExecutionResult(
+                status=ExecutionStatus.CANCELLED,
+                exit_code=EXIT_CODE_FAILED,
+                error_code=ErrorCode.TASK_CANCELLED,
+                error_message="the task was cancelled before it started",
+            )
+        executor = self._executors[spec.method]
+        ctx = ExecutionContext(
+            logger=log, sink=sink, cancel=cancel, work_dir=work_dir, ant_id=self._ant_id, host=self._host
+        )
+        try:
+            return await executor.run(spec, ctx)
+        except Exception as exc:  # a broken executor must still produce a result
+            log.exception("executor_failed")
+            return ExecutionResult(
+                status=ExecutionStatus.FAILED,
+                exit_code=EXIT_CODE_FAILED,
+                error_code=ErrorCode.EXECUTOR,
+                error_message=f"the {spec.method} executor failed: {type(exc).__name__}: {exc}",
+            )
+
+
+def _fresh_directory(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def _broken(message: str, request: AttemptRequest) -> ExecutionResult:
+    return ExecutionResult(
+        status=ExecutionStatus.FAILED,
+        exit_code=EXIT_CODE_FAILED,
+        error_code=ErrorCode.EXECUTOR,
+        error_message=message,
+        cost_factor=request.spec.cost_factor,
+    )
+
+
+def _redacted(result: ExecutionResult, redact: Redactor) -> ExecutionResult:
+    if not redact:
+        return result
+    return replace(
+        result,
+        exit_message=redact(result.exit_message),
+        error_message=redact(result.error_message),
+        failed_command=redact(result.failed_command),
+        stdout=tuple(redact(line) for line in result.stdout),
+        task_context={k: redact(v) for k, v in result.task_context.items()},
+        job_context={k: redact(v) for k, v in result.job_context.items()},
+        warnings=tuple(redact(w) for w in result.warnings),
+        fallback_note=redact(result.fallback_note),
+    )
