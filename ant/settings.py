@@ -146,14 +146,15 @@ class AntSettings(BaseSettings):
         default=timedelta(seconds=1), description="How often a KUBERNETES task's pod is checked."
     )
 
-    @field_validator("methods", "tags", mode="before")
+    @field_validator("tags", mode="before")
     @classmethod
-    def _split_lists(cls, value: Any) -> Any:
+    def _split_tags(cls, value: Any) -> Any:
         return _split(value)
 
     @field_validator("methods", mode="before")
     @classmethod
-    def _upper_methods(cls, value: Any) -> Any:
+    def _split_methods(cls, value: Any) -> Any:
+        value = _split(value)
         if isinstance(value, list):
             return [item.strip().upper() if isinstance(item, str) else item for item in value]
         return value

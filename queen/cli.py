@@ -1,20 +1,32 @@
-"""The Queen's subcommands of `formicary` (registered through the `formicary.commands` entry point)."""
+"""The Queen's subcommands of `formicary`: `lint`, `queen` and `dev` (registered through an entry point)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 
+from queen.app import Queen
 from queen.domain.definition_parser import check_job_definition
+from queen.domain.errors import FormicaryError
+from queen.settings import QueenSettings
 
-__all__ = ["lint", "register"]
+__all__ = ["dev", "lint", "queen", "register"]
+
+log = structlog.get_logger(__name__)
 
 
 def register(app: typer.Typer) -> None:
     """Add the Queen's commands to the `formicary` CLI."""
     app.command("lint")(lint)
+    app.command("queen")(queen)
+    app.command("dev")(dev)
 
 
 def lint(
@@ -43,3 +55,131 @@ def lint(
             assert definition is not None
             typer.echo(f"{path}: ok: job_type {definition.job_type}, {len(definition.tasks)} tasks", err=True)
     raise typer.Exit(1 if failed else 0)
+
+
+GrpcPort = Annotated[int | None, typer.Option("--grpc-port", help="gRPC port (default 7070; 0 = any free).")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ~/.formicary).")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data directory).")
+]
+
+
+def _settings(grpc_port: int | None, data_dir: Path | None, database_url: str | None) -> QueenSettings:
+    overrides: dict[str, object] = {}
+    if grpc_port is not None:
+        overrides["grpc_port"] = grpc_port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir.expanduser()
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return QueenSettings(**overrides)  # type: ignore[arg-type]
+
+
+def queen(grpc_port: GrpcPort = None, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Run a Queen until SIGINT or SIGTERM (settings: FORMICARY_QUEEN_* environment variables)."""
+    settings = _settings(grpc_port, data_dir, database_url)
+    asyncio.run(_serve(settings, dev_mode=False, examples=[], ant=False))
+
+
+def dev(
+    grpc_port: GrpcPort = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    examples: Annotated[
+        Path | None, typer.Option("--examples", help="Directory of playbooks to load (default ./examples).")
+    ] = None,
+    with_ant: Annotated[bool, typer.Option("--ant/--no-ant", help="Start the embedded Ant.")] = True,
+) -> None:
+    """The embedded system: a Queen (SQLite, local data) and an Ant child process on loopback."""
+    settings = _settings(grpc_port, data_dir, database_url)
+    folder = examples if examples is not None else Path("examples")
+    playbooks = (
+        [(path.name, path.read_bytes()) for path in sorted(folder.glob("*.yaml"))] if folder.is_dir() else []
+    )
+    asyncio.run(_serve(settings, dev_mode=True, examples=playbooks, ant=with_ant))
+
+
+async def _serve(
+    settings: QueenSettings, *, dev_mode: bool, examples: list[tuple[str, bytes]], ant: bool
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    queen_app = Queen(settings)
+    await queen_app.start()
+    child: asyncio.subprocess.Process | None = None
+    try:
+        address = f"127.0.0.1:{queen_app.grpc_port}"
+        typer.echo(f"formicary: Queen listening on {settings.grpc_host}:{queen_app.grpc_port} (gRPC)")
+        typer.echo(f"formicary: database {queen_app.db.dialect_name}: {settings.resolved_database_url()}")
+        if dev_mode:
+            typer.echo(
+                "formicary: WARNING: authentication is off; every call acts as the local identity "
+                f"{settings.user_id}@{settings.organization_id} (embedded development mode)"
+            )
+            await _load_examples(queen_app, examples)
+            if ant:
+                child = await _start_ant(address, settings.data_dir)
+            typer.echo(
+                "formicary: REST gateway and dashboard are not built yet; use gRPC "
+                f"(grpcurl -plaintext {address} list)"
+            )
+        await stop.wait()
+    finally:
+        if child is not None:
+            await _stop_child(child)
+        await queen_app.stop()
+
+
+async def _load_examples(queen_app: Queen, playbooks: list[tuple[str, bytes]]) -> None:
+    identity = queen_app.services.local_identity
+    for name, text in playbooks:
+        try:
+            result = await queen_app.services.definitions.upload(identity, text)
+        except FormicaryError as exc:
+            typer.echo(f"formicary: {name}: not loaded: {exc}", err=True)
+            continue
+        record = result.definition
+        if record is not None:
+            state = "loaded" if result.created else "unchanged"
+            typer.echo(f"formicary: {name}: {state} as {record.job_type} v{record.version}")
+
+
+async def _start_ant(address: str, data_dir: Path) -> asyncio.subprocess.Process:
+    """The embedded Ant, a child process on the same stream protocol as any other Ant."""
+    # DOCKER and KUBERNETES run on a real engine/cluster when one answers; otherwise --local-fallback
+    # runs them with SHELL and says so in every such task's log and record.
+    methods = ["SHELL", "DOCKER", "KUBERNETES", "HTTP_GET", "HTTP_POST_FORM", "HTTP_POST_JSON"]
+    methods += ["HTTP_PUT_FORM", "HTTP_PUT_JSON", "HTTP_DELETE"]
+    command = [
+        sys.executable,
+        "-m",
+        "sdk",
+        "ant",
+        "--queen",
+        address,
+        "--methods",
+        ",".join(methods),
+        "--capacity",
+        "8",
+        "--local-fallback",
+        "--work-dir",
+        str(data_dir / "ant-work"),
+    ]
+    child = await asyncio.create_subprocess_exec(*command)
+    typer.echo(f"formicary: embedded Ant started (pid {child.pid}) with --local-fallback")
+    return child
+
+
+async def _stop_child(child: asyncio.subprocess.Process) -> None:
+    if child.returncode is not None:
+        return
+    child.terminate()
+    try:
+        async with asyncio.timeout(10):
+            await child.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await child.wait()

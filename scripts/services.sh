@@ -18,9 +18,9 @@
 #
 # Every daemon runs on 127.0.0.1 or a socket in the private dir, in its own session (setsid) so that a
 # terminal's Ctrl-C reaches this script's trap rather than the daemons; its PID is written to
-# $FORMICARY_SERVICES_DIR/<service>/pid the moment it is launched. Needs root (or the `postgres` user
-# for PostgreSQL and a rootless-capable dockerd), the packages `postgresql`, `docker.io`,
-# `busybox-static` (scripts/test installs them) and the project's venv (`weed`, `minio`).
+# $FORMICARY_SERVICES_DIR/<service>/pid the moment it is launched. Needs root for dockerd (as root,
+# PostgreSQL runs as the `postgres` user), the packages `postgresql`, `docker.io`, `busybox-static`
+# (scripts/test installs them) and the project's venv (`weed`, `minio`; override with FORMICARY_PYTHON).
 
 _SVC_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 FORMICARY_PYTHON="${FORMICARY_PYTHON:-$_SVC_REPO/.venv/bin/python}"
@@ -154,12 +154,16 @@ start_seaweedfs() {
   _svc_pick_ports_seaweedfs || return 1
   read -r master volume filer s3 <<<"$_SVC_WEED_PORTS"
   mkdir -p "$dir/data" "$dir/logs"
+  # Each bucket is a collection with volumes of its own, and the master grows 7 at a time by default:
+  # with a bucket per test that is thousands of files. One at a time (weed reads ./master.toml), and
+  # -volume.max=0 (as many as the disk holds) so that buckets never run out of volume slots.
+  printf '[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 1\ncopy_3 = 1\ncopy_other = 1\n' >"$dir/master.toml"
   # TMPDIR and the local sockets keep weed out of the shared /tmp; telemetry, Iceberg and Lance are off
   # (no network, no extra ports); preStopSeconds=0 lets SIGTERM stop the volume server at once.
   (cd "$dir" && TMPDIR="$dir" exec setsid "$weed" -logdir="$dir/logs" server -dir="$dir/data" \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$master" -master.port.grpc=$((master + 10000)) -master.telemetry=false \
-    -master.volumeSizeLimitMB=64 \
+    -master.volumeSizeLimitMB=64 -volume.max=0 \
     -volume.port="$volume" -volume.port.grpc=$((volume + 10000)) -volume.preStopSeconds=0 \
     -filer.port="$filer" -filer.port.grpc=$((filer + 10000)) -filer.localSocket="$dir/filer.sock" \
     -s3 -s3.port="$s3" -s3.port.grpc=$((s3 + 10000)) -s3.localSocket="$dir/s3.sock" \
@@ -384,14 +388,15 @@ stop_all() {
 }
 
 _svc_pids_using_dir() { # dir: PIDs (other than this shell's) whose command line mentions dir
-  local dir=$1 proc pid cmdline out=()
+  local dir=$1 proc pid args=() cmdline out=()
   for proc in /proc/[0-9]*; do
     pid=${proc#/proc/}
     [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-    cmdline=$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null) || continue
+    mapfile -d '' args 2>/dev/null <"$proc/cmdline" || continue
+    cmdline="${args[*]-} "
     [[ $cmdline == *"$dir/"* || $cmdline == *"$dir "* ]] && _svc_alive "$pid" && out+=("$pid")
   done
-  echo "${out[*]}"
+  echo "${out[*]-}"
 }
 
 _svc_unmount_under() { # dir: e.g. a container's overlay left mounted by a killed dockerd

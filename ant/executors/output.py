@@ -100,15 +100,21 @@ class OutputCollector:
     async def line(self, stream: LogStream, text: str) -> None:
         """One line the task printed (or a marker)."""
         for plan in self._plans:
-            marker = plan.parse_marker(text)
-            if marker is None:
+            found = plan.parse_marker(text)
+            if found is None:
                 continue
+            before, marker = found
+            if before:  # output without a final newline, then the marker
+                await self._output(stream, before)
             if marker.kind == "step":
                 self._steps[plan.token] = marker.value
                 await self._sink.emit(LogStream.SYSTEM, f"$ {plan.command(marker.value)}")
             else:
                 self._exits[plan.token] = marker.value
             return
+        await self._output(stream, text)
+
+    async def _output(self, stream: LogStream, text: str) -> None:
         if stream is LogStream.STDOUT:
             self._keep_stdout(text)
             value = parse_set_output(text)

@@ -4,17 +4,22 @@ Why one generated script: the commands of `before_script` and `script` share one
 or an `export` carries over), as GitLab does. Each command is passed to `eval` (quoted, so its text is
 never re-parsed as part of ours) under `set -e` (and `pipefail` where the shell has it): the first
 failing command ends the script with its status. Before each command the script writes a *step marker*
-line to stderr: `<token> step <n>`. The executor strips those lines from the log (writing `$ <command>`
-as a SYSTEM line instead) and, when the script exits non-zero, the last marker names the failed
-command. That holds whatever stopped the shell: a failing command, `exit 3`, a syntax error inside the
-command, or a kill on timeout. The token is random per script, so a task cannot forge markers by
-accident. Known limit: a command that redirects the shell's own stderr for good (`exec 2>/dev/null`)
-hides later markers, and failed_command is then the last command seen.
+line, `<token> step <n>`, to stdout (so it is ordered exactly with the command's output). The executor
+strips those lines from the log (writing `$ <command>` as a SYSTEM line instead) and, when the script
+exits non-zero, the last marker names the failed command, whatever stopped the shell: a failing
+command, `exit 3`, a syntax error inside the command, a kill on timeout. The token is random per
+script, so a task cannot forge markers by accident. A marker written after output that did not end
+with a newline is found inside the line and split off. Known limit: a command that redirects the
+shell's own stdout for good (`exec >/dev/null`) hides later markers; failed_command is then the last
+command seen.
 
-`combined()` puts the main commands and the after_script into one script (for KUBERNETES, where a
-second pod would be costly): each runs in its own subshell and the after part also reports its exit
-status with an `<token> exit <rc>` marker. (The subshells stand alone, never in an `&&`/`||` list,
-where shells would ignore their `set -e`.)
+Running one command per `sh -c` would make failure reporting trivial but would lose the shared session
+the definition language promises; a shell `trap` on ERR/EXIT would miss kills and syntax errors.
+
+`render_with_after()` puts the main commands and the after_script into one script (for KUBERNETES,
+where a second pod would be costly): each runs in its own subshell and the after part also reports its
+exit status with an `<token> exit <rc>` marker. (The subshells stand alone, never in an `&&`/`||`
+list, where shells would ignore their `set -e`.)
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class ScriptPlan:
         """The POSIX sh script running the commands with step markers, stopping at the first failure."""
         lines = [_PIPEFAIL, "set -e"]
         for number, command in enumerate(self.commands, start=1):
-            lines.append(f"printf '%s step %s\\n' {shlex.quote(self.token)} {number} >&2")
+            lines.append(f"printf '%s step %s\\n' {shlex.quote(self.token)} {number}")
             lines.append(f"eval {shlex.quote(command)}")
         return "\n".join(lines) + "\n"
 
@@ -63,18 +68,19 @@ class ScriptPlan:
             "__frm_rc=$?\n"
             f"( {after.render()} )\n"
             "__frm_after_rc=$?\n"
-            f"printf '%s exit %s\\n' {shlex.quote(after.token)} \"$__frm_after_rc\" >&2\n"
+            f"printf '%s exit %s\\n' {shlex.quote(after.token)} \"$__frm_after_rc\"\n"
             'exit "$__frm_rc"\n'
         )
 
-    def parse_marker(self, line: str) -> Marker | None:
-        """The marker this line carries, or None for an ordinary line."""
-        if not line.startswith(self.token):
+    def parse_marker(self, line: str) -> tuple[str, Marker] | None:
+        """(text before the marker, the marker) if the line ends with one of this plan's markers."""
+        start = line.find(self.token)
+        if start < 0:
             return None
-        match = _MARKER.fullmatch(line[len(self.token) :])
+        match = _MARKER.fullmatch(line[start + len(self.token) :])
         if match is None:
             return None
-        return Marker(match.group(1), int(match.group(2)))
+        return line[:start], Marker(match.group(1), int(match.group(2)))
 
     def command(self, step: int | None) -> str:
         """The text of command number `step` (1-based); empty if unknown."""

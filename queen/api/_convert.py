@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import grpc
 import structlog
@@ -163,6 +163,10 @@ def method_from_proto(value: int, *, field: str = "method") -> jd.TaskMethod | N
 # -- scalars -------------------------------------------------------------------------------------------
 
 
+@overload
+def timestamp(value: datetime) -> Timestamp: ...
+@overload
+def timestamp(value: datetime | None) -> Timestamp | None: ...
 def timestamp(value: datetime | None) -> Timestamp | None:
     """An aware datetime as a Timestamp (None stays None, so the field stays unset)."""
     if value is None:
@@ -424,18 +428,16 @@ def job_definition(record: DefinitionRecord) -> job_definition_pb2.JobDefinition
         message = job_definition_pb2.JobDefinition(
             id=record.id, job_type=record.job_type, description=record.description, yaml=record.yaml
         )
+        message.cron_trigger = record.cron_trigger
+        message.max_concurrency = record.max_concurrency or 0
+        message.tags.extend(record.tags)
+        message.methods.extend(method_to_proto(m) for m in record.methods)
     else:
         message = parsed_job_definition(parsed, yaml=record.yaml, definition_id=record.id)
     message.version = record.version
     message.disabled = record.disabled
     message.organization_id = record.organization_id
     message.user_id = record.user_id
-    message.cron_trigger = record.cron_trigger
-    message.max_concurrency = record.max_concurrency or 0
-    del message.tags[:]
-    message.tags.extend(record.tags)
-    del message.methods[:]
-    message.methods.extend(method_to_proto(m) for m in record.methods)
     message.create_time.CopyFrom(timestamp(record.created_at))
     message.update_time.CopyFrom(timestamp(record.updated_at))
     return message
@@ -551,11 +553,15 @@ def job_request(
 # -- events --------------------------------------------------------------------------------------------
 
 
+_JOB_STATE_VALUES = frozenset(state.value for state in JobState)
+_TASK_STATE_VALUES = frozenset(state.value for state in TaskState)
+
+
 def job_state_after(event: EventRecord, before: JobState) -> JobState:
     """The request's state after `event` (events of other kinds than the request's own keep it)."""
     if event.kind == EventKind.REQUEST_SUBMITTED:
         return JobState.PENDING
-    if event.kind == EventKind.JOB_STATE_CHANGED and event.to_state in JobState.__members__:
+    if event.kind == EventKind.JOB_STATE_CHANGED and event.to_state in _JOB_STATE_VALUES:
         return JobState(event.to_state)
     return before
 
@@ -596,7 +602,7 @@ def job_request_event(
     task_state = state_pb2.TASK_STATE_UNSPECIFIED
     exit_code = ""
     if is_task:
-        if event.to_state in TaskState.__members__:
+        if event.to_state in _TASK_STATE_VALUES:
             task_state = _TASK_STATE_TO_PROTO[TaskState(event.to_state)]
         exit_code = _text(event.data.get("exit_code", ""))
     return job_request_pb2.JobRequestEvent(

@@ -105,12 +105,16 @@ class Reader:
         self.report(Severity.WARNING, code, message, node.line, node.column, text=self.text_of(node), fix=fix)
 
     def text_of(self, node: Node) -> str:
-        """The offending text: a scalar as written, else the rest of its source line."""
-        if isinstance(node.value, str | int | float) and not isinstance(node.value, bool):
-            return str(node.value)
+        """The offending text: a string as it reads, else what is written in the source line."""
+        if isinstance(node.value, str):
+            return node.value
+        if node.value is None:
+            return ""
         if 0 <= node.line < len(self.lines):
-            return self.lines[node.line][node.column :].strip()
-        return ""
+            written = self.lines[node.line][node.column :]
+            comment = written.find(" #")
+            return (written[:comment] if comment >= 0 else written).strip()
+        return str(node.value)
 
     # -- structure -------------------------------------------------------------------------------
 
@@ -178,6 +182,9 @@ class Reader:
                     fix=f"rename it: {hint}" if hint else "remove it, or check the spelling against the docs",
                 )
                 continue
+            if mapping[key] is None:
+                # ruamel places a missing value at the *next* token; the problem is on the key's line
+                value_line, value_column = key_line, key_column + len(key) + 1
             found[key] = Node(mapping[key], value_line, value_column, path)
         return found
 
@@ -214,11 +221,15 @@ class Reader:
         if isinstance(value, CommentedMap):
             self._mapping_instead_of_text(node)
             return None
+        written = self.text_of(node)
         self.error(
             ProblemCode.WRONG_TYPE,
             f"{node.path} must be a string, not {_type_name(value)}",
             node,
-            fix=f'quote it: "{value}"' if value is not None else "give it a value",
+            text=written,
+            fix=f"quote it: {json.dumps(written, ensure_ascii=False)}"
+            if value is not None
+            else "give it a value",
         )
         return None
 

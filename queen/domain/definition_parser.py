@@ -13,6 +13,8 @@ Dialects worth knowing:
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ from croniter import croniter
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from queen.domain import dag
 from queen.domain._yaml_reader import Node, Reader
@@ -122,7 +125,9 @@ def check_job_definition(text: str | bytes, *, source: str = "<definition>") -> 
                 fix="save the file as UTF-8",
             )
             return DefinitionReport(None, (problem,))
-    lines = text.splitlines()
+    # YAML 1.2 breaks lines only at \n and \r; str.splitlines() would also break at U+2028 and others,
+    # and every line number after such a character would be off by one.
+    lines = re.split(r"\r\n|\r|\n", text)
     reader = Reader(lines)
     root = _load_yaml(text, reader)
     definition = _read_job(reader, root) if root is not None else None
@@ -138,9 +143,23 @@ def check_job_definition(text: str | bytes, *, source: str = "<definition>") -> 
 def _load_yaml(text: str, reader: Reader) -> Node | None:
     yaml = YAML(typ="rt", pure=True)
     try:
-        documents = list(yaml.load_all(text))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            documents = list(yaml.load_all(text))
     except MarkedYAMLError as exc:
         _report_yaml_error(reader, exc)
+        return None
+    except ReaderError as exc:
+        line, column = _position(text, exc.position)
+        reader.report(
+            Severity.ERROR,
+            ProblemCode.YAML_SYNTAX,
+            f"invalid YAML: the character #x{exc.character:04x} is not allowed in YAML text",
+            line,
+            column,
+            text=reader.lines[line].strip() if line < len(reader.lines) else "",
+            fix="remove the control character (or write it as an escape inside double quotes)",
+        )
         return None
     except (YAMLError, ValueError, TypeError, RecursionError) as exc:
         reader.report(
@@ -152,6 +171,15 @@ def _load_yaml(text: str, reader: Reader) -> Node | None:
             fix="check the file with a YAML linter",
         )
         return None
+    for warning in caught:
+        reader.report(
+            Severity.WARNING,
+            ProblemCode.YAML_SYNTAX,
+            f"YAML: {str(warning.message).splitlines()[0]}",
+            0,
+            0,
+            fix="give every anchor (&name) a distinct name",
+        )
     documents = [doc for doc in documents if doc is not None]
     if not documents:
         reader.report(
@@ -187,6 +215,12 @@ def _load_yaml(text: str, reader: Reader) -> Node | None:
     return root
 
 
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """0-based (line, column) of a character offset, with YAML's line breaks."""
+    before = re.split(r"\r\n|\r|\n", text[:offset])
+    return len(before) - 1, len(before[-1])
+
+
 def _report_yaml_error(reader: Reader, exc: MarkedYAMLError) -> None:
     mark = exc.problem_mark or exc.context_mark
     line = mark.line if mark is not None else 0
@@ -203,8 +237,18 @@ def _report_yaml_error(reader: Reader, exc: MarkedYAMLError) -> None:
             fix="remove or rename one of the two keys",
         )
         return
-    explained = _explain_colon(reader, line, exc)
-    if explained:
+    if "\t" in problem or "tab" in problem.lower():
+        reader.report(
+            Severity.ERROR,
+            ProblemCode.YAML_SYNTAX,
+            "invalid YAML: a tab character is used for indentation; YAML indents with spaces only",
+            line,
+            column,
+            text=reader.lines[line].strip() if line < len(reader.lines) else "",
+            fix="replace the tab with spaces",
+        )
+        return
+    if _explain_colon(reader, line, exc):
         return
     context = f" ({exc.context.strip()})" if exc.context else ""
     reader.report(
@@ -240,10 +284,24 @@ def _explain_colon(reader: Reader, line: int, exc: MarkedYAMLError) -> bool:
                 continue
             prefix = key + ": "
         content = stripped[len(prefix) :].rstrip()
+        if content.startswith("{{"):
+            reader.report(
+                Severity.ERROR,
+                ProblemCode.WRONG_TYPE,
+                "invalid YAML: the value starts with `{`, so YAML reads a mapping where a template line "
+                "was meant",
+                number,
+                indent + len(prefix),
+                text=stripped,
+                fix=f"quote the whole value: {prefix}{_double_quoted(content)}",
+            )
+            return True
         if not content or content[0] in "\"'|>[{&*!":
             continue
         colon = content.find(": ")
-        if colon < 0:
+        # `task_type: a` under a dash is a mapping on purpose; an unquoted `: ` inside a command has
+        # words before it (`echo Endpoint: http://...`)
+        if colon < 0 or (prefix == "- " and " " not in content[:colon].strip()):
             continue
         quoted = prefix + _double_quoted(content)
         reader.report(
@@ -407,6 +465,7 @@ def _read_task(reader: Reader, node: Node) -> TaskDefinition | None:
     values = _read_fields(reader, fields, _TASK_FIELDS)
     if task_type is None:
         return None
+    method_known = "method" in values or "method" not in fields
     values.setdefault("method", TaskMethod.KUBERNETES)
     method: TaskMethod = values["method"]
     if "on_exit_code" in values:
@@ -414,7 +473,9 @@ def _read_task(reader: Reader, node: Node) -> TaskDefinition | None:
         if values["on_exit_code"] is None:
             del values["on_exit_code"]
     task = TaskDefinition(task_type=task_type, **_rename(values))
-    _check_method_needs(reader, node, fields, task)
+    if method_known:
+        # needs are checked against what is *written*: a field written wrongly has its own problem
+        _check_method_needs(reader, node, fields, task)
     return task
 
 
@@ -473,7 +534,7 @@ def _check_method_needs(reader: Reader, node: Node, fields: Mapping[str, Node], 
     """Fields a method cannot do without, and fields that make no sense for it."""
     where = f'task "{task.task_type}"'
     method = task.method
-    if method in (TaskMethod.DOCKER, TaskMethod.KUBERNETES) and task.container is None:
+    if method in (TaskMethod.DOCKER, TaskMethod.KUBERNETES) and "container" not in fields:
         default = "" if "method" in fields else " (KUBERNETES is the default when `method` is omitted)"
         reader.error(
             ProblemCode.MISSING_FIELD,
@@ -481,35 +542,35 @@ def _check_method_needs(reader: Reader, node: Node, fields: Mapping[str, Node], 
             fields.get("method", node),
             fix="add `container: {image: alpine:latest}`, or set `method: SHELL` to run on the Ant's host",
         )
-    if method.is_http and not task.url and not task.script:
+    if method.is_http and "url" not in fields and "script" not in fields:
         reader.error(
             ProblemCode.MISSING_FIELD,
             f"{where} is {method} but has no url",
             fields.get("method", node),
             fix="add `url: https://...` (or the URL as the script line)",
         )
-    if method is TaskMethod.JOB_FORK and not task.fork_job_type and task.sub_workflow is None:
+    if method is TaskMethod.JOB_FORK and "fork_job_type" not in fields and "sub_workflow" not in fields:
         reader.error(
             ProblemCode.MISSING_FIELD,
             f"{where} is JOB_FORK but names no job to fork",
             fields.get("method", node),
             fix="add `fork_job_type: the-child-job-type`",
         )
-    if method is TaskMethod.JOB_FORK_AWAIT and not task.await_forked_tasks:
+    if method is TaskMethod.JOB_FORK_AWAIT and "await_forked_tasks" not in fields:
         reader.error(
             ProblemCode.MISSING_FIELD,
             f"{where} is JOB_FORK_AWAIT but awaits no forked task",
             fields.get("method", node),
             fix="add `await_forked_tasks: [the-fork-task]`",
         )
-    if method is TaskMethod.MESSAGING and not task.messaging_request_queue:
+    if method is TaskMethod.MESSAGING and "messaging_request_queue" not in fields:
         reader.error(
             ProblemCode.MISSING_FIELD,
             f"{where} is MESSAGING but has no messaging_request_queue",
             fields.get("method", node),
             fix="add `messaging_request_queue: queue-name`",
         )
-    if method in (TaskMethod.SHELL, TaskMethod.DOCKER, TaskMethod.KUBERNETES) and not task.script:
+    if method in (TaskMethod.SHELL, TaskMethod.DOCKER, TaskMethod.KUBERNETES) and "script" not in fields:
         reader.error(
             ProblemCode.MISSING_FIELD,
             f"{where} runs with {method} but has no script",

@@ -17,7 +17,7 @@ _UNIT_SECONDS = {
     "h": 3600.0,
     "d": 86400.0,
 }
-_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(ns|us|µs|ms|s|m|h|d)")
 # A duration beyond this is certainly a typo (and would overflow timers); 366 days.
 _MAX_SECONDS = 366 * 86400
 
@@ -31,7 +31,7 @@ def parse_duration(text: str) -> timedelta:
     raw = text.strip()
     if not raw:
         raise DurationError("empty duration")
-    if re.fullmatch(r"\d+(\.\d+)?", raw):
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw):
         raise DurationError(f"{raw!r} has no unit")
     position = 0
     total = 0.0
@@ -52,6 +52,8 @@ def format_duration(value: timedelta) -> str:
     total_ms = round(value.total_seconds() * 1000)
     if total_ms == 0:
         return "0s"
+    if total_ms < 0:
+        return "-" + format_duration(-value)
     hours, rest = divmod(total_ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     seconds, millis = divmod(rest, 1000)

@@ -19,8 +19,8 @@ from queen.domain.errors import InvalidArgument
 from queen.domain.job_definition import JobDefinition
 from queen.domain.states import JobState
 from queen.domain.templating import render
-from queen.store import Database, JobRequestRecord, definitions, requests
 from queen.notifier import ChangeNotifier
+from queen.store import Database, JobRequestRecord, definitions, requests
 from queen.store._clock import utc_now
 from queen.supervisor.dispatch import TaskDispatcher
 from queen.supervisor.supervisors import Supervisors

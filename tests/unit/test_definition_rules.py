@@ -1238,7 +1238,7 @@ def test_a_script_line_with_an_unquoted_colon_is_recovered_with_a_warning() -> N
             7,
             "tasks[0].after_script[0] holds an unquoted `: `, so YAML reads it as a mapping; it is taken as "
             "the command written on the line",
-            "echo url: http://x  # comment",
+            "echo url: http://x",
             'quote the whole line: "echo url: http://x"',
         ),
     )

@@ -192,7 +192,8 @@ async def test_soft_restart_reuses_completed_tasks_and_hard_runs_all(engine: Eng
 
     await engine.requests.restart(IDENTITY, request_id, hard=False)
     soft = await engine.wait_for(request_id, JobState.COMPLETED)
-    assert soft.execution is not None and soft.execution.id != first_execution.id
+    assert soft.execution is not None
+    assert soft.execution.id != first_execution.id
     assert engine.dispatcher.ran() == ["a", "b", "b", "c"]  # `a` was reused, not run again
     assert engine.task_states(soft) == {"a": "COMPLETED", "b": "COMPLETED", "c": "COMPLETED"}
 
@@ -271,7 +272,8 @@ async def test_scheduled_time_is_honoured(engine: Engine) -> None:
     record = await engine.requests.submit(IDENTITY, Submission("later", {}, scheduled_at=when))
     due_in = await engine.scheduler.run_once()
     assert (await engine.details(record.id)).request.job_state is JobState.PENDING
-    assert due_in is not None and 3500 < due_in <= 3600
+    assert due_in is not None
+    assert 3500 < due_in <= 3600
     await engine.scheduler.run_once(now=when + timedelta(seconds=1))
     await engine.wait_for(record.id, JobState.COMPLETED)
 
@@ -288,7 +290,8 @@ async def test_skip_if_completes_without_running(engine: Engine) -> None:
 
 async def test_templating_and_task_outputs_flow_to_later_tasks(engine: Engine) -> None:
     tasks = (
-        "- task_type: first\n  method: SHELL\n  script: [ 'echo {{.JobID}} {{ who }}' ]\n  on_completed: second\n"
+        "- task_type: first\n  method: SHELL\n  script: [ 'echo {{.JobID}} {{ who }}' ]\n"
+        "  on_completed: second\n"
         "- task_type: second\n  method: SHELL\n  script: [ 'deploy {{ version }} for {{ who }}' ]\n"
     )
     await engine.upload(job("tmpl", tasks, header="job_variables: {who: nobody}\n"))

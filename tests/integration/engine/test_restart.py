@@ -33,7 +33,8 @@ async def test_running_task_is_reattached_after_a_restart(database_url: str) -> 
         # the second Queen re-attached `slow` (same task execution) and went on to `after`
         assert second.dispatcher.ran() == ["slow", "after"]
         assert second.dispatcher.calls[0].task_execution_id == running.tasks[0].id
-        assert details.execution is not None and running.execution is not None
+        assert details.execution is not None
+        assert running.execution is not None
         assert details.execution.id == running.execution.id
     finally:
         await stop_engine(second)

@@ -1,0 +1,305 @@
+"""JobRequestService servicer: submit and follow job requests (state, events, logs) and operate on them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from datetime import datetime
+from typing import Any, cast
+
+import grpc
+
+from formicary.v1 import job_request_service_pb2 as pb
+from formicary.v1 import job_request_service_pb2_grpc as pb_grpc
+from queen.api import _convert as convert
+from queen.api.errors import stream_rpc, unary_rpc
+from queen.domain.errors import InvalidArgument, NotFound
+from queen.domain.identity import Identity
+from queen.domain.states import JobState
+from queen.services.requests import Submission
+from queen.services.service_set import Services
+from queen.store import EventRecord, TaskExecutionRecord
+from queen.task_logs import StoredLine
+
+__all__ = ["JobRequestServicer"]
+
+_MAX_REQUEST_ID = 2**63 - 1  # ids are BIGINT: anything above cannot exist (and would overflow the driver)
+_MAX_NAME = 256  # job types, task types, groups
+_MAX_REASON = 4096
+# One StreamTaskLogs message carries at most this many lines / bytes of text (lines are up to 64 KiB).
+_LINES_PER_MESSAGE = 1000
+_BYTES_PER_MESSAGE = 1024 * 1024
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _request_id(value: int) -> int:
+    if value == 0:
+        raise InvalidArgument("job_request_id is required", field="job_request_id")
+    if value > _MAX_REQUEST_ID:
+        raise InvalidArgument(f"job_request_id {value} is not a job request id", field="job_request_id")
+    return value
+
+
+def _bounded(value: str, field: str, limit: int = _MAX_NAME) -> str:
+    if len(value) > limit:
+        raise InvalidArgument(f"{field} is longer than {limit} characters", field=field)
+    return value
+
+
+def _job_version(text: str) -> int:
+    """JobRequest versions travel as text; empty means the latest (0 for the service)."""
+    if not text:
+        return 0
+    if not text.isdigit() or len(text) > 9 or int(text) < 1:
+        raise InvalidArgument(f"job_version {text[:20]!r} is not a version number", field="job_version")
+    return int(text)
+
+
+def _scheduled_time(request: pb.SubmitJobRequestRequest) -> datetime | None:
+    if not request.HasField("scheduled_time"):
+        return None
+    try:
+        return convert.to_datetime(request.scheduled_time)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument("scheduled_time is not a valid time", field="scheduled_time") from exc
+
+
+class JobRequestServicer(pb_grpc.JobRequestServiceServicer):
+    """Thin: convert, call `RequestService` (and `LogHub` for logs) as the caller, convert back."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._requests = services.requests
+
+    def _identity(self, context: _Context) -> Identity:
+        return convert.identity_of(context, self._services.local_identity)
+
+    @unary_rpc
+    async def SubmitJobRequest(
+        self, request: pb.SubmitJobRequestRequest, context: _Context
+    ) -> pb.SubmitJobRequestResponse:
+        if not request.job_type:
+            raise InvalidArgument("job_type is required", field="job_type")
+        # `description` has nowhere to go yet: neither Submission nor the request record holds one.
+        submission = Submission(
+            job_type=_bounded(request.job_type, "job_type"),
+            params=dict(request.params),
+            priority=request.job_priority,
+            scheduled_at=_scheduled_time(request),
+            user_key=request.user_key,
+            job_version=_job_version(request.job_version),
+            job_group=_bounded(request.job_group, "job_group"),
+        )
+        record = await self._requests.submit(self._identity(context), submission)
+        return pb.SubmitJobRequestResponse(job_request=convert.job_request(record), created=True)
+
+    @unary_rpc
+    async def GetJobRequest(
+        self, request: pb.GetJobRequestRequest, context: _Context
+    ) -> pb.GetJobRequestResponse:
+        details = await self._requests.get(self._identity(context), _request_id(request.job_request_id))
+        return pb.GetJobRequestResponse(
+            job_request=convert.job_request(details.request, details.execution, details.tasks)
+        )
+
+    @unary_rpc
+    async def ListJobRequests(
+        self, request: pb.ListJobRequestsRequest, context: _Context
+    ) -> pb.ListJobRequestsResponse:
+        identity = self._identity(context)
+        if request.parent_id:
+            # RequestService.list_requests cannot filter by parent yet; ignoring the filter would list
+            # requests the caller did not ask for.
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the parent_id filter is not supported yet")
+        job_type = _bounded(request.job_type, "job_type")
+        if len(request.states) > 64:
+            raise InvalidArgument("at most 64 states", field="states")
+        states = {convert.job_state_from_proto(value) for value in request.states}
+        # JOB_STATE_UNSPECIFIED in the filter means "any state"
+        wanted = None if not states or None in states else {s for s in states if s is not None}
+        filters = (job_type, tuple(sorted(wanted or ())), request.parent_id)
+        page = convert.page_request(request.page_size, request.page_token, filters)
+        records, total = await self._requests.list_requests(
+            identity, job_type=job_type or None, states=wanted, limit=page.limit, offset=page.offset
+        )
+        messages = []
+        for record in records:
+            if request.include_execution and record.job_execution_id:
+                details = await self._requests.get(identity, record.id)
+                messages.append(convert.job_request(details.request, details.execution, details.tasks))
+            else:
+                messages.append(convert.job_request(record))
+        end = page.offset + len(records)
+        return pb.ListJobRequestsResponse(
+            job_requests=messages, next_page_token=page.next_token(end) if end < total else ""
+        )
+
+    @unary_rpc
+    async def CancelJobRequest(
+        self, request: pb.CancelJobRequestRequest, context: _Context
+    ) -> pb.CancelJobRequestResponse:
+        record = await self._requests.cancel(
+            self._identity(context),
+            _request_id(request.job_request_id),
+            _bounded(request.reason, "reason", _MAX_REASON),
+        )
+        return pb.CancelJobRequestResponse(job_request=convert.job_request(record))
+
+    @unary_rpc
+    async def RestartJobRequest(
+        self, request: pb.RestartJobRequestRequest, context: _Context
+    ) -> pb.RestartJobRequestResponse:
+        record = await self._requests.restart(
+            self._identity(context), _request_id(request.job_request_id), hard=request.hard
+        )
+        return pb.RestartJobRequestResponse(job_request=convert.job_request(record))
+
+    @unary_rpc
+    async def PauseJobRequest(
+        self, request: pb.PauseJobRequestRequest, context: _Context
+    ) -> pb.PauseJobRequestResponse:
+        record = await self._requests.pause(self._identity(context), _request_id(request.job_request_id))
+        return pb.PauseJobRequestResponse(job_request=convert.job_request(record))
+
+    @unary_rpc
+    async def ResumeJobRequest(
+        self, request: pb.ResumeJobRequestRequest, context: _Context
+    ) -> pb.ResumeJobRequestResponse:
+        record = await self._requests.resume(self._identity(context), _request_id(request.job_request_id))
+        return pb.ResumeJobRequestResponse(job_request=convert.job_request(record))
+
+    @stream_rpc
+    async def WatchJobRequest(
+        self, request: pb.WatchJobRequestRequest, context: _Context
+    ) -> AsyncGenerator[pb.WatchJobRequestResponse, None]:
+        """The request's event log from its submission on, then live, until it is terminal.
+
+        Each event carries the request's state after it, tracked along the log (task events do not
+        store it). The service ends the stream once the request is terminal and every event was sent.
+        """
+        identity = self._identity(context)
+        request_id = _request_id(request.job_request_id)
+        job_type = (await self._requests.get(identity, request_id)).request.job_type
+        state = JobState.PENDING
+        # RequestService.watch is an async generator; closing it at once releases its wait.
+        events = cast(AsyncGenerator[EventRecord, None], self._requests.watch(identity, request_id))
+        async with contextlib.aclosing(events):
+            async for event in events:
+                state = convert.job_state_after(event, state)
+                message = convert.job_request_event(event, job_type=job_type, job_state=state)
+                yield pb.WatchJobRequestResponse(event=message)
+
+    @stream_rpc
+    async def StreamTaskLogs(
+        self, request: pb.StreamTaskLogsRequest, context: _Context
+    ) -> AsyncGenerator[pb.StreamTaskLogsResponse, None]:
+        """Stored lines of the request's current execution, task by task; with follow, then new lines as
+        they arrive, until the request is terminal (or the client goes away).
+
+        Lines are kept per task (LogHub), so lines of different tasks come task by task, not in the
+        order the Queen received them.
+        """
+        identity = self._identity(context)
+        request_id = _request_id(request.job_request_id)
+        task_type = _bounded(request.task_type, "task_type")
+        details = await self._requests.get(identity, request_id)
+        if task_type:
+            await self._check_task_type(identity, details.request.job_definition_id, task_type)
+        sent: dict[str, tuple[int, int]] = {}
+        for message in self._new_lines(details.tasks, task_type, sent):
+            yield message
+        if not request.follow or details.request.job_state.is_terminal:
+            return
+        changed = asyncio.Event()
+        watcher = asyncio.create_task(self._signal_changes(identity, request_id, changed))
+        try:
+            while True:
+                changed.clear()
+                details = await self._requests.get(identity, request_id)
+                more = [self._services.logs.snapshot(t.id)[1] for t in _selected(details.tasks, task_type)]
+                for message in self._new_lines(details.tasks, task_type, sent):
+                    yield message
+                if details.request.job_state.is_terminal:
+                    return
+                if watcher.done():
+                    watcher.result()  # re-raises what broke it
+                    watcher = asyncio.create_task(self._signal_changes(identity, request_id, changed))
+                await _first_of(changed, *more)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _check_task_type(self, identity: Identity, definition_id: str, task_type: str) -> None:
+        """NOT_FOUND for a task type the request's definition lacks (else `follow` would wait for lines
+        that never come). A deleted definition cannot be checked: then any name is accepted."""
+        try:
+            record = await self._services.definitions.get(identity, definition_id=definition_id)
+        except NotFound:
+            return
+        if record.definition().task(task_type) is None:
+            raise NotFound(f"job type {record.job_type!r} has no task {task_type!r}")
+
+    async def _signal_changes(self, identity: Identity, request_id: int, changed: asyncio.Event) -> None:
+        """Set `changed` at every event of the request (new tasks, state changes); returns when the
+        request is terminal."""
+        events = cast(AsyncGenerator[EventRecord, None], self._requests.watch(identity, request_id))
+        try:
+            async with contextlib.aclosing(events):
+                async for _ in events:
+                    changed.set()
+        finally:
+            changed.set()  # also when the watch broke: the follower then sees why
+
+    def _new_lines(
+        self, tasks: Iterable[TaskExecutionRecord], task_type: str, sent: dict[str, tuple[int, int]]
+    ) -> Iterator[pb.StreamTaskLogsResponse]:
+        """Messages with the lines not sent yet (per task, by attempt and sequence), batched by attempt."""
+        for task in _selected(tasks, task_type):
+            lines, _ = self._services.logs.snapshot(task.id)
+            last = sent.get(task.id, (-1, -1))
+            fresh = [line for line in lines if (line.task_retry, line.sequence) > last]
+            if not fresh:
+                continue
+            sent[task.id] = (fresh[-1].task_retry, fresh[-1].sequence)
+            for batch in _batches(fresh):
+                yield pb.StreamTaskLogsResponse(
+                    task_type=task.task_type,
+                    task_execution_id=task.id,
+                    task_retry=batch[0].task_retry,
+                    lines=[convert.log_line(line) for line in batch],
+                )
+
+
+def _selected(tasks: Iterable[TaskExecutionRecord], task_type: str) -> list[TaskExecutionRecord]:
+    return [task for task in tasks if not task_type or task.task_type == task_type]
+
+
+def _batches(lines: list[StoredLine]) -> Iterator[list[StoredLine]]:
+    """Consecutive lines of one attempt, within the per-message limits."""
+    batch: list[StoredLine] = []
+    size = 0
+    for line in lines:
+        if batch and (
+            line.task_retry != batch[0].task_retry
+            or len(batch) >= _LINES_PER_MESSAGE
+            or size + len(line.text) > _BYTES_PER_MESSAGE
+        ):
+            yield batch
+            batch, size = [], 0
+        batch.append(line)
+        size += len(line.text)
+    if batch:
+        yield batch
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

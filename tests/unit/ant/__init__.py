@@ -1,0 +1,1 @@
+"""Unit tests of the Ant: pure logic, no sockets or subprocesses."""
