@@ -200,6 +200,7 @@ class AntClient:
         self._log_urgent = asyncio.Event()
         self._changed = asyncio.Event()  # attempts or phase changed
         self._give_up = asyncio.Event()  # stop waiting for acknowledgements: leave now
+        self._shutdown_requested = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._shutdown_timer: asyncio.Task[None] | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -243,12 +244,9 @@ class AntClient:
             return
         self._log.info("ant_shutdown_requested", held=len(self._attempts))
         self._phase = AntPhase.SHUTTING_DOWN
+        self._shutdown_requested.set()
         self._changed.set()
         self._request_heartbeat()
-        if self._tasks is not None and self._shutdown_timer is None:
-            self._shutdown_timer = self._tasks.create_task(
-                self._shutdown_deadlines(), name="ant-shutdown-timer"
-            )
 
     def status(self) -> AntStatus:
         return AntStatus(
@@ -271,8 +269,9 @@ class AntClient:
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                if self._phase is AntPhase.SHUTTING_DOWN and self._shutdown_timer is None:
-                    self._shutdown_timer = tasks.create_task(self._shutdown_deadlines())
+                self._shutdown_timer = tasks.create_task(
+                    self._shutdown_deadlines(), name="ant-shutdown-timer"
+                )
                 try:
                     await self._reconnect_loop()
                 finally:
@@ -289,6 +288,9 @@ class AntClient:
             task.cancel()
 
     async def _shutdown_deadlines(self) -> None:
+        """Once a shutdown is requested: cancel what still runs after the grace, give up waiting for
+        acknowledgements ack_timeout later."""
+        await self._shutdown_requested.wait()
         await asyncio.sleep(self._settings.shutdown_grace.total_seconds())
         for attempt in self._attempts.values():
             if attempt.result is None and not attempt.cancel.is_set():

@@ -28,6 +28,7 @@ from queen.domain.job_definition import TaskMethod
 from queen.notifier import ChangeNotifier
 from queen.scheduler.cron import CronTrigger
 from queen.scheduler.scheduler import Scheduler
+from queen.services.admin import AdminService
 from queen.services.definitions import DefinitionService
 from queen.services.requests import RequestService
 from queen.services.service_set import Services
@@ -83,6 +84,7 @@ class Queen:
                 max_params_bytes=settings.max_params_bytes,
             ),
             registry=self.registry,
+            admin=AdminService(db=self.db, registry=self.registry),
             logs=self.logs,
             local_identity=identity,
         )

@@ -44,6 +44,9 @@ class ExecutorRegistry(Mapping[Method, Executor]):
         except KeyError:
             raise UnsupportedMethod(method) from None
 
+    def __contains__(self, method: object) -> bool:
+        return method in self._executors
+
     def __iter__(self) -> Iterator[Method]:
         return iter(self._executors)
 

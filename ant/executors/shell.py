@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +26,6 @@ from ant.executors.spec import TaskSpec
 from ant.executors.stopping import run_until_stopped
 
 __all__ = ["ShellExecutor", "default_shell"]
-
-_READ_CHUNK = 64 * 1024
 
 
 def default_shell() -> str:
@@ -100,16 +99,19 @@ class ShellExecutor:
         timeout: float | None,  # noqa: ASYNC109 - enforced by killing the process group
         cancel: asyncio.Event | None,
     ) -> PhaseOutcome:
+        loop = asyncio.get_running_loop()
+        protocol = _ShellProtocol()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, _ = await loop.subprocess_exec(
+                lambda: protocol,
                 self._shell,
                 "-c",
                 plan.render(),
                 cwd=work_dir,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -118,23 +120,22 @@ class ShellExecutor:
                 error_code=ErrorCode.EXECUTOR,
                 error_message=f"cannot start {self._shell}: {exc.strerror or exc}",
             )
-        pgid = proc.pid  # a new session: the shell leads its own process group
-        log = logger.bind(pid=proc.pid)
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        readers = [
-            asyncio.create_task(_pump(proc.stdout, LogStream.STDOUT, collector)),
-            asyncio.create_task(_pump(proc.stderr, LogStream.STDERR, collector)),
-        ]
+        pgid = transport.get_pid()  # a new session: the shell leads its own process group
+        log = logger.bind(pid=pgid)
+        reader = asyncio.create_task(protocol.deliver(transport, collector))
         try:
-            returncode, stopped = await run_until_stopped(
-                proc.wait(), cancel=cancel, timeout=timeout, stop=lambda: self._terminate(proc, pgid)
+            _, stopped = await run_until_stopped(
+                protocol.exited.wait(),
+                cancel=cancel,
+                timeout=timeout,
+                stop=lambda: self._terminate(protocol, pgid),
             )
+            returncode = transport.get_returncode()
             if stopped is not None:
                 log.info("shell_script_stopped", reason=str(stopped), returncode=returncode)
             # The shell is gone; whatever it left running in its group still holds the pipes open.
             await self._end_group(pgid)
-            _, unfinished = await asyncio.wait(readers, timeout=self._drain_timeout)
+            _, unfinished = await asyncio.wait({reader}, timeout=self._drain_timeout)
             if unfinished:
                 await collector.system(
                     "warning: output cut off: a process that left the task's process group "
@@ -142,21 +143,20 @@ class ShellExecutor:
                 )
             return PhaseOutcome(returncode=returncode, stopped=stopped)
         finally:
-            for reader in readers:
-                reader.cancel()
-            for reader in readers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-            if proc.returncode is None:  # we are being cancelled ourselves: leave nothing behind
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            if transport.get_returncode() is None:  # we are being cancelled ourselves: leave nothing behind
                 _signal_group(pgid, signal.SIGKILL)
-                await proc.wait()
+                await protocol.exited.wait()
+            transport.close()
 
-    async def _terminate(self, proc: asyncio.subprocess.Process, pgid: int) -> None:
+    async def _terminate(self, protocol: _ShellProtocol, pgid: int) -> None:
         """SIGTERM to the group, SIGKILL to whatever is left after the grace period."""
         _signal_group(pgid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._kill_grace):
-                await proc.wait()
+                await protocol.exited.wait()
         _signal_group(pgid, signal.SIGKILL)
 
     async def _end_group(self, pgid: int) -> None:
@@ -172,6 +172,65 @@ class ShellExecutor:
         _signal_group(pgid, signal.SIGKILL)
 
 
+class _ShellProtocol(asyncio.SubprocessProtocol):
+    """Tells when the shell exits (`exited`), apart from when its pipes close: asyncio's
+    `Process.wait()` waits for both, and a background process the task left behind keeps the pipes
+    open. Output chunks are queued for `deliver`; reading pauses while too many wait."""
+
+    _PAUSE_AT = 256
+    _RESUME_AT = 16
+
+    def __init__(self) -> None:
+        self.exited = asyncio.Event()
+        self._chunks: asyncio.Queue[tuple[int, bytes | None]] = asyncio.Queue()
+        self._paused = False
+        self._transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._transport = transport
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self._chunks.put_nowait((fd, data if isinstance(data, bytes) else data.encode()))
+        if not self._paused and self._chunks.qsize() >= self._PAUSE_AT:
+            self._set_reading(pause=True)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._chunks.put_nowait((fd, None))
+
+    def process_exited(self) -> None:
+        self.exited.set()
+
+    def _set_reading(self, *, pause: bool) -> None:
+        if self._transport is None:
+            return
+        self._paused = pause
+        for fd in (1, 2):
+            pipe = self._transport.get_pipe_transport(fd)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                if pause:
+                    pipe.pause_reading()
+                else:
+                    pipe.resume_reading()
+
+    async def deliver(self, transport: asyncio.SubprocessTransport, collector: OutputCollector) -> None:
+        """Hand the output to the collector, line by line, until both pipes are closed."""
+        splitters = {1: LineSplitter(), 2: LineSplitter()}
+        streams = {1: LogStream.STDOUT, 2: LogStream.STDERR}
+        open_fds = {1, 2}
+        while open_fds:
+            fd, data = await self._chunks.get()
+            if self._paused and self._chunks.qsize() <= self._RESUME_AT:
+                self._set_reading(pause=False)
+            if data is None:
+                open_fds.discard(fd)
+                lines = splitters[fd].flush()
+            else:
+                lines = splitters[fd].feed(data)
+            for line in lines:
+                await collector.line(streams[fd], line)
+
+
 def _signal_group(pgid: int, signum: int) -> bool:
     """Send `signum` to the process group; False if it has no member left."""
     try:
@@ -181,15 +240,6 @@ def _signal_group(pgid: int, signum: int) -> bool:
     except PermissionError:  # the pgid was reused by a process we do not own
         return False
     return True
-
-
-async def _pump(reader: asyncio.StreamReader, stream: LogStream, collector: OutputCollector) -> None:
-    splitter = LineSplitter()
-    while chunk := await reader.read(_READ_CHUNK):
-        for line in splitter.feed(chunk):
-            await collector.line(stream, line)
-    for line in splitter.flush():
-        await collector.line(stream, line)
 
 
 def _working_dir(spec: TaskSpec, attempt_dir: Path) -> Path:

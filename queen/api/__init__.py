@@ -8,7 +8,6 @@ from formicary.v1 import admin_service_pb2_grpc, job_definition_service_pb2_grpc
 from queen.api.admin_service import AdminServicer
 from queen.api.definition_service import JobDefinitionServicer
 from queen.api.request_service import JobRequestServicer
-from queen.services.admin import AdminService
 from queen.services.service_set import Services
 
 __all__ = ["register_public_servicers"]
@@ -21,11 +20,5 @@ def register_public_servicers(server: grpc.aio.Server, services: Services) -> No
     )
     job_request_service_pb2_grpc.add_JobRequestServiceServicer_to_server(JobRequestServicer(services), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(_admin_service(services), services.local_identity), server
+        AdminServicer(services.admin, services.local_identity), server
     )
-
-
-def _admin_service(services: Services) -> AdminService:
-    """Interim, until `Services` carries an `admin: AdminService` built by the Queen from its Database
-    and registry: the Database is borrowed from the request service, as `Services` exposes none."""
-    return AdminService(db=services.requests._db, registry=services.registry)

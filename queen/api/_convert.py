@@ -544,6 +544,7 @@ def job_request(
         job_execution_id=request.job_execution_id or "",
         create_time=timestamp(request.created_at),
         update_time=timestamp(request.updated_at),
+        wait_reason=request.wait_reason,
     )
     if execution is not None:
         message.execution.CopyFrom(_job_execution(execution, tasks, request))

@@ -11,7 +11,7 @@ from formicary.v1 import job_definition_service_pb2_grpc as pb_grpc
 from queen.api import _convert as convert
 from queen.api.errors import unary_rpc
 from queen.domain.definition_parser import check_job_definition
-from queen.domain.errors import InvalidArgument
+from queen.domain.errors import InvalidArgument, InvalidDefinition
 from queen.domain.identity import Identity
 from queen.services.service_set import Services
 from queen.store import DefinitionRecord
@@ -55,11 +55,12 @@ class JobDefinitionServicer(pb_grpc.JobDefinitionServiceServicer):
         if result.definition is not None:
             definition = convert.job_definition(result.definition)
         else:
-            # validate_only: UploadResult carries no definition, yet the response shows the parsed one.
-            # The YAML was just found valid, so this second parse cannot fail.
-            parsed = check_job_definition(request.yaml, source="upload").definition
-            assert parsed is not None
-            definition = convert.parsed_job_definition(parsed, yaml=request.yaml)
+            # validate_only: UploadResult carries no definition, yet the response shows the parsed one,
+            # so the YAML the service just found valid is parsed once more here.
+            report = check_job_definition(request.yaml, source="upload")
+            if report.definition is None:
+                raise InvalidDefinition(report.problems, source="upload")
+            definition = convert.parsed_job_definition(report.definition, yaml=request.yaml)
         return pb.UploadJobDefinitionResponse(
             job_definition=definition, new_version=result.created, problems=problems
         )

@@ -36,6 +36,7 @@ from google.rpc import error_details_pb2, status_pb2
 from queen.api._convert import validation_problem
 from queen.domain.errors import (
     AlreadyExists,
+    FailedPrecondition,
     FormicaryError,
     InvalidArgument,
     InvalidDefinition,
@@ -63,10 +64,11 @@ log = structlog.get_logger(__name__)
 
 DETAILS_METADATA_KEY = "grpc-status-details-bin"
 ERROR_DOMAIN = "formicary.v1"
-# Trailers are headers: clients refuse them beyond 8 KiB by default (grpc.max_metadata_size), and the
-# details travel base64-encoded (x 4/3) next to the percent-encoded message. Budgets that stay well below.
-_MAX_MESSAGE_CHARS = 1000
-_MAX_DETAILS_BYTES = 4000
+# Trailers are headers: clients refuse them beyond 8 KiB by default (grpc.max_metadata_size). The
+# details travel base64-encoded (x 4/3) and the message percent-encoded (non-ASCII bytes x 3), so at
+# most 600 message bytes (1.8 KB encoded) and 3.5 KB of details (4.7 KB encoded) stay well below.
+_MAX_MESSAGE_BYTES = 600
+_MAX_DETAILS_BYTES = 3500
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ ERROR_TABLE: Mapping[type[FormicaryError], ErrorStatus] = {
     InvalidArgument: ErrorStatus(grpc.StatusCode.INVALID_ARGUMENT, 400, "INVALID_ARGUMENT"),
     InvalidDefinition: ErrorStatus(grpc.StatusCode.INVALID_ARGUMENT, 400, "INVALID_DEFINITION"),
     PermissionDenied: ErrorStatus(grpc.StatusCode.PERMISSION_DENIED, 403, "PERMISSION_DENIED"),
+    FailedPrecondition: ErrorStatus(grpc.StatusCode.FAILED_PRECONDITION, 409, "FAILED_PRECONDITION"),
     InvalidTransition: ErrorStatus(grpc.StatusCode.FAILED_PRECONDITION, 409, "INVALID_TRANSITION"),
 }
 # Everything not in the table, FormicaryError subclasses included: they are bugs until given a row.
@@ -109,7 +112,11 @@ def _packed(message: Any) -> any_pb2.Any:
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """`text` cut to at most `limit` UTF-8 bytes (on a character boundary), marked with "…" when cut."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "…"
 
 
 def rich_status(exc: FormicaryError, row: ErrorStatus | None = None) -> status_pb2.Status:
@@ -139,7 +146,7 @@ def rich_status(exc: FormicaryError, row: ErrorStatus | None = None) -> status_p
             type="STATE", subject=exc.entity, description=str(exc)
         )
         details.append(error_details_pb2.PreconditionFailure(violations=[violation_]))
-    return _status(row, _clip(str(exc), _MAX_MESSAGE_CHARS), metadata, details)
+    return _status(row, _clip(str(exc), _MAX_MESSAGE_BYTES), metadata, details)
 
 
 def _status(

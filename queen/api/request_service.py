@@ -52,7 +52,8 @@ def _job_version(text: str) -> int:
     """JobRequest versions travel as text; empty means the latest (0 for the service)."""
     if not text:
         return 0
-    if not text.isdigit() or len(text) > 9 or int(text) < 1:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) < 1:
         raise InvalidArgument(f"job_version {text[:20]!r} is not a version number", field="job_version")
     return int(text)
 
@@ -93,7 +94,7 @@ class JobRequestServicer(pb_grpc.JobRequestServiceServicer):
             job_group=_bounded(request.job_group, "job_group"),
         )
         record = await self._requests.submit(self._identity(context), submission)
-        return pb.SubmitJobRequestResponse(job_request=convert.job_request(record), created=True)
+        return pb.SubmitJobRequestResponse(job_request=convert.job_request(record))
 
     @unary_rpc
     async def GetJobRequest(

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlreadyExists",
+    "FailedPrecondition",
     "FormicaryError",
     "InvalidArgument",
     "InvalidDefinition",
@@ -57,7 +58,11 @@ class PermissionDenied(FormicaryError):
     """The caller is authenticated but not allowed to do this."""
 
 
-class InvalidTransition(FormicaryError):
+class FailedPrecondition(FormicaryError):
+    """The entity exists but is not in a state that allows this (e.g. a disabled job type)."""
+
+
+class InvalidTransition(FailedPrecondition):
     """A state change that the transition table forbids, or a lost race on a guarded update."""
 
     def __init__(self, entity: str, current: str, target: str) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from queen.domain.errors import InvalidArgument, InvalidTransition, NotFound
+from queen.domain.errors import FailedPrecondition, InvalidArgument, InvalidTransition
 from queen.domain.identity import Identity
 from queen.domain.states import JobState, TaskState
 from queen.notifier import ChangeNotifier
@@ -88,7 +88,7 @@ class RequestService:
                     session, identity.organization_id, submission.job_type, submission.job_version
                 )
                 if definition.disabled:
-                    raise NotFound(f"job type {submission.job_type!r} is disabled")
+                    raise FailedPrecondition(f"job type {submission.job_type!r} is disabled")
             else:
                 definition = await definitions.get_latest_definition(
                     session, identity.organization_id, submission.job_type

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from queen.ants.registry import AntRegistry
 from queen.domain.identity import Identity
+from queen.services.admin import AdminService
 from queen.services.definitions import DefinitionService
 from queen.services.requests import RequestService
 from queen.task_logs import LogHub
@@ -20,5 +21,6 @@ class Services:
     definitions: DefinitionService
     requests: RequestService
     registry: AntRegistry
+    admin: AdminService
     logs: LogHub
     local_identity: Identity

@@ -25,7 +25,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from queen.domain.errors import AlreadyExists, NotFound
+from queen.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from queen.domain.job_definition import JobDefinition
 from queen.store._clock import utc_now
 from queen.store._guarded import rowcount
@@ -147,7 +147,7 @@ async def get_latest_definition(
     if row is None:
         raise NotFound(f"job type {job_type!r} does not exist")
     if row.disabled and not include_disabled:
-        raise NotFound(f"job type {job_type!r} is disabled")
+        raise FailedPrecondition(f"job type {job_type!r} is disabled")
     return _record(row)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -27,9 +28,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from queen.domain.states import JobState, TaskState
 from queen.store._column_types import BIG_ID, EnumText, UTCDateTime
+from queen.store.records import ArtifactKind
 
 __all__ = [
     "NAMING_CONVENTION",
+    "ArtifactRow",
     "Base",
     "EventRow",
     "JobDefinitionRow",
@@ -211,3 +214,42 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ArtifactRow(Base):
+    """What one artifact is and where its content lies (object store `bucket`, `key`).
+
+    Rows are never removed: deleting an artifact sets `deleted_at` (and removes the content), so the
+    history of a job keeps naming what it produced. Job request, execution and task are NULL for
+    artifacts not tied to them (user uploads).
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        UniqueConstraint("bucket", "key", name="uq_artifacts_bucket_key"),
+        # an organisation's artifacts newest first, overall and per job request
+        Index("ix_artifacts_org_created", "organization_id", "created_at"),
+        Index("ix_artifacts_org_request", "organization_id", "job_request_id", "created_at"),
+        # the expiry sweep
+        Index("ix_artifacts_expires_at", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(_UUID, primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String, default="")
+    user_id: Mapped[str] = mapped_column(String)
+    job_request_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("job_requests.id"))
+    job_execution_id: Mapped[str | None] = mapped_column(_UUID, ForeignKey("job_executions.id"))
+    task_execution_id: Mapped[str | None] = mapped_column(_UUID, ForeignKey("task_executions.id"), index=True)
+    task_type: Mapped[str] = mapped_column(String, default="")
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[ArtifactKind] = mapped_column(EnumText(ArtifactKind))
+    bucket: Mapped[str] = mapped_column(String)
+    key: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_length: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    # `metadata` is the declarative base's own attribute: the column keeps the API's name, the attribute not.
+    labels: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,6 +7,7 @@ changed by accident and then mistaken for the stored state.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from queen.domain.job_definition import JobDefinition
 from queen.domain.states import JobState, TaskState
 
 __all__ = [
+    "ArtifactKind",
+    "ArtifactRecord",
     "DefinitionRecord",
     "EventRecord",
     "JobExecutionRecord",
@@ -157,6 +160,39 @@ class EventRecord:
     message: str
     data: Mapping[str, Any]
     created_at: datetime
+
+
+class ArtifactKind(enum.StrEnum):
+    """Why an artifact exists (artifact.proto's ArtifactKind)."""
+
+    TASK = "TASK"  # files a task produced (`artifacts.paths`), uploaded by its Ant
+    LOG = "LOG"  # a task execution's console log, stored by the Queen when the task ends
+    CACHE = "CACHE"  # a task's `cache` archive, shared by later runs of the job type
+    USER = "USER"  # uploaded by a person or a program, not produced by a task
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """One artifact's description; its content is in the object store under (`bucket`, `key`)."""
+
+    id: str
+    organization_id: str
+    user_id: str
+    job_request_id: int | None
+    job_execution_id: str | None
+    task_execution_id: str | None
+    task_type: str
+    name: str
+    kind: ArtifactKind
+    bucket: str
+    key: str
+    sha256: str
+    content_length: int
+    content_type: str
+    metadata: Mapping[str, str]
+    expires_at: datetime | None
+    created_at: datetime
+    deleted_at: datetime | None
 
 
 class _ParsedDefinitions:

@@ -268,7 +268,12 @@ async def set_wait_reason(
     now = now or utc_now()
     result = await session.execute(
         update(JobRequestRow)
-        .where(JobRequestRow.id == request_id, JobRequestRow.wait_reason != reason)
+        .where(
+            JobRequestRow.id == request_id,
+            JobRequestRow.wait_reason != reason,
+            # a pass that read the request before it ended must not write a stale reason after it
+            JobRequestRow.job_state.in_(sorted(_NON_TERMINAL_STATES)),
+        )
         .values(wait_reason=reason, updated_at=now)
         .execution_options(synchronize_session=False)
     )

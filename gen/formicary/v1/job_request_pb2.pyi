@@ -73,6 +73,7 @@ class JobRequest(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     EXECUTION_FIELD_NUMBER: _builtins.int
+    WAIT_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Id of the request, assigned by the Queen, increasing in submission order; never 0."""
     parent_id: _builtins.int
@@ -110,13 +111,19 @@ class JobRequest(_message.Message):
     error_message: _builtins.str
     """Human-readable reason of the failure, secrets redacted; empty otherwise."""
     retried: _builtins.int
-    """Number of times the job has been retried (automatically or by RestartJobRequest)."""
+    """Number of times the job has been retried (job-level retry or RESTART_JOB) since it was submitted
+    or last restarted by a user.
+    """
     schedule_attempts: _builtins.int
     """Number of times the scheduler tried to launch the request and found no capacity."""
     cron_triggered: _builtins.bool
     """Submitted by the definition's cron trigger rather than by a person or program."""
     job_execution_id: _builtins.str
     """Id of the current (latest) job execution; empty before the request was launched."""
+    wait_reason: _builtins.str
+    """Why the request is not running yet, or why its current task waits, in words for operators ("no
+    connected Ant runs DOCKER tasks", "max_concurrency 1 of deploy reached"); empty when nothing waits.
+    """
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Params given at submission; tasks receive them as variables (templates see them by name)."""
@@ -166,10 +173,11 @@ class JobRequest(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         execution: _execution_pb2.JobExecution | None = ...,
+        wait_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "execution", b"execution", "scheduled_time", b"scheduled_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "cron_triggered", b"cron_triggered", "description", b"description", "error_code", b"error_code", "error_message", b"error_message", "execution", b"execution", "id", b"id", "job_definition_id", b"job_definition_id", "job_execution_id", b"job_execution_id", "job_group", b"job_group", "job_priority", b"job_priority", "job_state", b"job_state", "job_type", b"job_type", "job_version", b"job_version", "organization_id", b"organization_id", "params", b"params", "parent_id", b"parent_id", "platform", b"platform", "retried", b"retried", "schedule_attempts", b"schedule_attempts", "scheduled_time", b"scheduled_time", "update_time", b"update_time", "user_id", b"user_id", "user_key", b"user_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "cron_triggered", b"cron_triggered", "description", b"description", "error_code", b"error_code", "error_message", b"error_message", "execution", b"execution", "id", b"id", "job_definition_id", b"job_definition_id", "job_execution_id", b"job_execution_id", "job_group", b"job_group", "job_priority", b"job_priority", "job_state", b"job_state", "job_type", b"job_type", "job_version", b"job_version", "organization_id", b"organization_id", "params", b"params", "parent_id", b"parent_id", "platform", b"platform", "retried", b"retried", "schedule_attempts", b"schedule_attempts", "scheduled_time", b"scheduled_time", "update_time", b"update_time", "user_id", b"user_id", "user_key", b"user_key", "wait_reason", b"wait_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,7 +28,7 @@ from formicary.v1 import state_pb2 as formicary_dot_v1_dot_state__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&formicary/v1/job_request_service.proto\x12\x0c\x66ormicary.v1\x1a\x1e\x66ormicary/v1/job_request.proto\x1a\x1b\x66ormicary/v1/log_line.proto\x1a\x18\x66ormicary/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n\x17SubmitJobRequestRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x13\n\x0bjob_version\x18\x02 \x01(\t\x12\x41\n\x06params\x18\x03 \x03(\x0b\x32\x31.formicary.v1.SubmitJobRequestRequest.ParamsEntry\x12\x14\n\x0cjob_priority\x18\x04 \x01(\x05\x12\x32\n\x0escheduled_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08user_key\x18\x06 \x01(\t\x12\x11\n\tjob_group\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x18SubmitJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\".\n\x14GetJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"F\n\x15GetJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"\xa7\x01\n\x16ListJobRequestsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08job_type\x18\x03 \x01(\t\x12&\n\x06states\x18\x04 \x03(\x0e\x32\x16.formicary.v1.JobState\x12\x11\n\tparent_id\x18\x05 \x01(\x04\x12\x19\n\x11include_execution\x18\x06 \x01(\x08\"b\n\x17ListJobRequestsResponse\x12.\n\x0cjob_requests\x18\x01 \x03(\x0b\x32\x18.formicary.v1.JobRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x17\x43\x61ncelJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x18\x43\x61ncelJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"@\n\x18RestartJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x0c\n\x04hard\x18\x02 \x01(\x08\"J\n\x19RestartJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"0\n\x16PauseJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"H\n\x17PauseJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"1\n\x17ResumeJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"I\n\x18ResumeJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"0\n\x16WatchJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"G\n\x17WatchJobRequestResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.formicary.v1.JobRequestEvent\"R\n\x15StreamTaskLogsRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\x80\x01\n\x16StreamTaskLogsResponse\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12\x19\n\x11task_execution_id\x18\x02 \x01(\t\x12\x12\n\ntask_retry\x18\x03 \x01(\x05\x12$\n\x05lines\x18\x04 \x03(\x0b\x32\x15.formicary.v1.LogLine2\xfd\x06\n\x11JobRequestService\x12\x61\n\x10SubmitJobRequest\x12%.formicary.v1.SubmitJobRequestRequest\x1a&.formicary.v1.SubmitJobRequestResponse\x12X\n\rGetJobRequest\x12\".formicary.v1.GetJobRequestRequest\x1a#.formicary.v1.GetJobRequestResponse\x12^\n\x0fListJobRequests\x12$.formicary.v1.ListJobRequestsRequest\x1a%.formicary.v1.ListJobRequestsResponse\x12\x61\n\x10\x43\x61ncelJobRequest\x12%.formicary.v1.CancelJobRequestRequest\x1a&.formicary.v1.CancelJobRequestResponse\x12\x64\n\x11RestartJobRequest\x12&.formicary.v1.RestartJobRequestRequest\x1a\'.formicary.v1.RestartJobRequestResponse\x12^\n\x0fPauseJobRequest\x12$.formicary.v1.PauseJobRequestRequest\x1a%.formicary.v1.PauseJobRequestResponse\x12\x61\n\x10ResumeJobRequest\x12%.formicary.v1.ResumeJobRequestRequest\x1a&.formicary.v1.ResumeJobRequestResponse\x12`\n\x0fWatchJobRequest\x12$.formicary.v1.WatchJobRequestRequest\x1a%.formicary.v1.WatchJobRequestResponse0\x01\x12]\n\x0eStreamTaskLogs\x12#.formicary.v1.StreamTaskLogsRequest\x1a$.formicary.v1.StreamTaskLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&formicary/v1/job_request_service.proto\x12\x0c\x66ormicary.v1\x1a\x1e\x66ormicary/v1/job_request.proto\x1a\x1b\x66ormicary/v1/log_line.proto\x1a\x18\x66ormicary/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n\x17SubmitJobRequestRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x13\n\x0bjob_version\x18\x02 \x01(\t\x12\x41\n\x06params\x18\x03 \x03(\x0b\x32\x31.formicary.v1.SubmitJobRequestRequest.ParamsEntry\x12\x14\n\x0cjob_priority\x18\x04 \x01(\x05\x12\x32\n\x0escheduled_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08user_key\x18\x06 \x01(\t\x12\x11\n\tjob_group\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x18SubmitJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\".\n\x14GetJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"F\n\x15GetJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"\xa7\x01\n\x16ListJobRequestsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08job_type\x18\x03 \x01(\t\x12&\n\x06states\x18\x04 \x03(\x0e\x32\x16.formicary.v1.JobState\x12\x11\n\tparent_id\x18\x05 \x01(\x04\x12\x19\n\x11include_execution\x18\x06 \x01(\x08\"b\n\x17ListJobRequestsResponse\x12.\n\x0cjob_requests\x18\x01 \x03(\x0b\x32\x18.formicary.v1.JobRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x17\x43\x61ncelJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x18\x43\x61ncelJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"@\n\x18RestartJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x0c\n\x04hard\x18\x02 \x01(\x08\"J\n\x19RestartJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"0\n\x16PauseJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"H\n\x17PauseJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"1\n\x17ResumeJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"I\n\x18ResumeJobRequestResponse\x12-\n\x0bjob_request\x18\x01 \x01(\x0b\x32\x18.formicary.v1.JobRequest\"0\n\x16WatchJobRequestRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\"G\n\x17WatchJobRequestResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.formicary.v1.JobRequestEvent\"R\n\x15StreamTaskLogsRequest\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\x80\x01\n\x16StreamTaskLogsResponse\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12\x19\n\x11task_execution_id\x18\x02 \x01(\t\x12\x12\n\ntask_retry\x18\x03 \x01(\x05\x12$\n\x05lines\x18\x04 \x03(\x0b\x32\x15.formicary.v1.LogLine2\xfd\x06\n\x11JobRequestService\x12\x61\n\x10SubmitJobRequest\x12%.formicary.v1.SubmitJobRequestRequest\x1a&.formicary.v1.SubmitJobRequestResponse\x12X\n\rGetJobRequest\x12\".formicary.v1.GetJobRequestRequest\x1a#.formicary.v1.GetJobRequestResponse\x12^\n\x0fListJobRequests\x12$.formicary.v1.ListJobRequestsRequest\x1a%.formicary.v1.ListJobRequestsResponse\x12\x61\n\x10\x43\x61ncelJobRequest\x12%.formicary.v1.CancelJobRequestRequest\x1a&.formicary.v1.CancelJobRequestResponse\x12\x64\n\x11RestartJobRequest\x12&.formicary.v1.RestartJobRequestRequest\x1a\'.formicary.v1.RestartJobRequestResponse\x12^\n\x0fPauseJobRequest\x12$.formicary.v1.PauseJobRequestRequest\x1a%.formicary.v1.PauseJobRequestResponse\x12\x61\n\x10ResumeJobRequest\x12%.formicary.v1.ResumeJobRequestRequest\x1a&.formicary.v1.ResumeJobRequestResponse\x12`\n\x0fWatchJobRequest\x12$.formicary.v1.WatchJobRequestRequest\x1a%.formicary.v1.WatchJobRequestResponse0\x01\x12]\n\x0eStreamTaskLogs\x12#.formicary.v1.StreamTaskLogsRequest\x1a$.formicary.v1.StreamTaskLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,39 +42,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITJOBREQUESTREQUEST_PARAMSENTRY']._serialized_start=442
   _globals['_SUBMITJOBREQUESTREQUEST_PARAMSENTRY']._serialized_end=487
   _globals['_SUBMITJOBREQUESTRESPONSE']._serialized_start=489
-  _globals['_SUBMITJOBREQUESTRESPONSE']._serialized_end=579
-  _globals['_GETJOBREQUESTREQUEST']._serialized_start=581
-  _globals['_GETJOBREQUESTREQUEST']._serialized_end=627
-  _globals['_GETJOBREQUESTRESPONSE']._serialized_start=629
-  _globals['_GETJOBREQUESTRESPONSE']._serialized_end=699
-  _globals['_LISTJOBREQUESTSREQUEST']._serialized_start=702
-  _globals['_LISTJOBREQUESTSREQUEST']._serialized_end=869
-  _globals['_LISTJOBREQUESTSRESPONSE']._serialized_start=871
-  _globals['_LISTJOBREQUESTSRESPONSE']._serialized_end=969
-  _globals['_CANCELJOBREQUESTREQUEST']._serialized_start=971
-  _globals['_CANCELJOBREQUESTREQUEST']._serialized_end=1036
-  _globals['_CANCELJOBREQUESTRESPONSE']._serialized_start=1038
-  _globals['_CANCELJOBREQUESTRESPONSE']._serialized_end=1111
-  _globals['_RESTARTJOBREQUESTREQUEST']._serialized_start=1113
-  _globals['_RESTARTJOBREQUESTREQUEST']._serialized_end=1177
-  _globals['_RESTARTJOBREQUESTRESPONSE']._serialized_start=1179
-  _globals['_RESTARTJOBREQUESTRESPONSE']._serialized_end=1253
-  _globals['_PAUSEJOBREQUESTREQUEST']._serialized_start=1255
-  _globals['_PAUSEJOBREQUESTREQUEST']._serialized_end=1303
-  _globals['_PAUSEJOBREQUESTRESPONSE']._serialized_start=1305
-  _globals['_PAUSEJOBREQUESTRESPONSE']._serialized_end=1377
-  _globals['_RESUMEJOBREQUESTREQUEST']._serialized_start=1379
-  _globals['_RESUMEJOBREQUESTREQUEST']._serialized_end=1428
-  _globals['_RESUMEJOBREQUESTRESPONSE']._serialized_start=1430
-  _globals['_RESUMEJOBREQUESTRESPONSE']._serialized_end=1503
-  _globals['_WATCHJOBREQUESTREQUEST']._serialized_start=1505
-  _globals['_WATCHJOBREQUESTREQUEST']._serialized_end=1553
-  _globals['_WATCHJOBREQUESTRESPONSE']._serialized_start=1555
-  _globals['_WATCHJOBREQUESTRESPONSE']._serialized_end=1626
-  _globals['_STREAMTASKLOGSREQUEST']._serialized_start=1628
-  _globals['_STREAMTASKLOGSREQUEST']._serialized_end=1710
-  _globals['_STREAMTASKLOGSRESPONSE']._serialized_start=1713
-  _globals['_STREAMTASKLOGSRESPONSE']._serialized_end=1841
-  _globals['_JOBREQUESTSERVICE']._serialized_start=1844
-  _globals['_JOBREQUESTSERVICE']._serialized_end=2737
+  _globals['_SUBMITJOBREQUESTRESPONSE']._serialized_end=562
+  _globals['_GETJOBREQUESTREQUEST']._serialized_start=564
+  _globals['_GETJOBREQUESTREQUEST']._serialized_end=610
+  _globals['_GETJOBREQUESTRESPONSE']._serialized_start=612
+  _globals['_GETJOBREQUESTRESPONSE']._serialized_end=682
+  _globals['_LISTJOBREQUESTSREQUEST']._serialized_start=685
+  _globals['_LISTJOBREQUESTSREQUEST']._serialized_end=852
+  _globals['_LISTJOBREQUESTSRESPONSE']._serialized_start=854
+  _globals['_LISTJOBREQUESTSRESPONSE']._serialized_end=952
+  _globals['_CANCELJOBREQUESTREQUEST']._serialized_start=954
+  _globals['_CANCELJOBREQUESTREQUEST']._serialized_end=1019
+  _globals['_CANCELJOBREQUESTRESPONSE']._serialized_start=1021
+  _globals['_CANCELJOBREQUESTRESPONSE']._serialized_end=1094
+  _globals['_RESTARTJOBREQUESTREQUEST']._serialized_start=1096
+  _globals['_RESTARTJOBREQUESTREQUEST']._serialized_end=1160
+  _globals['_RESTARTJOBREQUESTRESPONSE']._serialized_start=1162
+  _globals['_RESTARTJOBREQUESTRESPONSE']._serialized_end=1236
+  _globals['_PAUSEJOBREQUESTREQUEST']._serialized_start=1238
+  _globals['_PAUSEJOBREQUESTREQUEST']._serialized_end=1286
+  _globals['_PAUSEJOBREQUESTRESPONSE']._serialized_start=1288
+  _globals['_PAUSEJOBREQUESTRESPONSE']._serialized_end=1360
+  _globals['_RESUMEJOBREQUESTREQUEST']._serialized_start=1362
+  _globals['_RESUMEJOBREQUESTREQUEST']._serialized_end=1411
+  _globals['_RESUMEJOBREQUESTRESPONSE']._serialized_start=1413
+  _globals['_RESUMEJOBREQUESTRESPONSE']._serialized_end=1486
+  _globals['_WATCHJOBREQUESTREQUEST']._serialized_start=1488
+  _globals['_WATCHJOBREQUESTREQUEST']._serialized_end=1536
+  _globals['_WATCHJOBREQUESTRESPONSE']._serialized_start=1538
+  _globals['_WATCHJOBREQUESTRESPONSE']._serialized_end=1609
+  _globals['_STREAMTASKLOGSREQUEST']._serialized_start=1611
+  _globals['_STREAMTASKLOGSREQUEST']._serialized_end=1693
+  _globals['_STREAMTASKLOGSRESPONSE']._serialized_start=1696
+  _globals['_STREAMTASKLOGSRESPONSE']._serialized_end=1824
+  _globals['_JOBREQUESTSERVICE']._serialized_start=1827
+  _globals['_JOBREQUESTSERVICE']._serialized_end=2720
 # @@protoc_insertion_point(module_scope)

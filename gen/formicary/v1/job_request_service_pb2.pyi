@@ -63,8 +63,8 @@ class SubmitJobRequestRequest(_message.Message):
     job_priority: _builtins.int
     """Scheduling priority (see JobRequest.job_priority); 0 is the default."""
     user_key: _builtins.str
-    """Idempotency key: a retried submission with the same key returns the first request instead of
-    creating another. Empty means no de-duplication.
+    """De-duplication key: a second submission with the same key in the organization is refused with
+    ALREADY_EXISTS naming the first request. Empty means no de-duplication.
     """
     job_group: _builtins.str
     """Group name for related requests (JobRequest.job_group)."""
@@ -100,14 +100,11 @@ Global___SubmitJobRequestRequest: _TypeAlias = SubmitJobRequestRequest  # noqa: 
 
 @_typing.final
 class SubmitJobRequestResponse(_message.Message):
-    """SubmitJobRequestResponse carries the submitted (or de-duplicated) request."""
+    """SubmitJobRequestResponse carries the submitted request."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_REQUEST_FIELD_NUMBER: _builtins.int
-    CREATED_FIELD_NUMBER: _builtins.int
-    created: _builtins.bool
-    """False when user_key matched an existing request and that one was returned."""
     @_builtins.property
     def job_request(self) -> _job_request_pb2.JobRequest:
         """The request as stored."""
@@ -116,11 +113,10 @@ class SubmitJobRequestResponse(_message.Message):
         self,
         *,
         job_request: _job_request_pb2.JobRequest | None = ...,
-        created: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job_request", b"job_request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "job_request", b"job_request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_request", b"job_request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,7 +277,9 @@ class CancelJobRequestResponse(_message.Message):
     JOB_REQUEST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job_request(self) -> _job_request_pb2.JobRequest:
-        """The request, in state CANCELLED (running tasks may still be stopping)."""
+        """The request: CANCELLED if it was waiting; still EXECUTING if a task was stopping or always_run
+        tasks were owed (it ends CANCELLED once they are done).
+        """
 
     def __init__(
         self,
@@ -333,7 +331,7 @@ class RestartJobRequestResponse(_message.Message):
     JOB_REQUEST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job_request(self) -> _job_request_pb2.JobRequest:
-        """The request, back in PENDING with retried incremented."""
+        """The request, back in PENDING."""
 
     def __init__(
         self,
@@ -379,7 +377,7 @@ class PauseJobRequestResponse(_message.Message):
     JOB_REQUEST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job_request(self) -> _job_request_pb2.JobRequest:
-        """The request, in state PAUSED."""
+        """The request: PAUSED if it was PENDING; still EXECUTING until its current task finishes."""
 
     def __init__(
         self,
@@ -425,7 +423,7 @@ class ResumeJobRequestResponse(_message.Message):
     JOB_REQUEST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job_request(self) -> _job_request_pb2.JobRequest:
-        """The request, back in the state it was paused from."""
+        """The request: PENDING if it was paused before it started, else EXECUTING again."""
 
     def __init__(
         self,

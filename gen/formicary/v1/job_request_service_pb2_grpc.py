@@ -97,10 +97,10 @@ class JobRequestServiceServicer:
     """
 
     def SubmitJobRequest(self, request, context):
-        """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. With a
-        user_key already used in the organization, returns the existing request instead (created = false).
-        NOT_FOUND for an unknown job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a
-        required param is missing.
+        """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. A
+        user_key already used in the organization is ALREADY_EXISTS, with the existing request's id in the
+        status details (google.rpc.ResourceInfo) so a retrying client can fetch it. NOT_FOUND for an unknown
+        job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a required param is missing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,22 +121,25 @@ class JobRequestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelJobRequest(self, request, context):
-        """Cancels a request that is not terminal: waiting requests end at once, running tasks are sent
-        CancelTask, open approval gates close CANCELLED, and the request ends CANCELLED.
+        """Cancels a request that is not terminal: waiting requests end CANCELLED at once; a running task is
+        sent CancelTask and an open approval gate closes CANCELLED, then the always_run tasks the job owes
+        run, and only then does the request end CANCELLED (watch it to see the end).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RestartJobRequest(self, request, context):
-        """Runs a FAILED or CANCELLED request again as a new job execution; it goes back to PENDING.
+        """Runs a terminal (COMPLETED, FAILED or CANCELLED) request again as a new job execution of the same
+        definition version; it goes back to PENDING with its job-retry budget (retried) reset.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseJobRequest(self, request, context):
-        """Pauses a request that is not terminal: no further task is dispatched, tasks already running finish.
+        """Pauses a PENDING request at once, or an EXECUTING one after its current task finishes (no further
+        task is dispatched); other states are FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

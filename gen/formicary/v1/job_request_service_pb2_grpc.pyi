@@ -40,23 +40,28 @@ class JobRequestServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> JobRequestServiceAsyncStub: ...
     SubmitJobRequest: _grpc.UnaryUnaryMultiCallable[_job_request_service_pb2.SubmitJobRequestRequest, _job_request_service_pb2.SubmitJobRequestResponse]
-    """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. With a
-    user_key already used in the organization, returns the existing request instead (created = false).
-    NOT_FOUND for an unknown job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a
-    required param is missing.
+    """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. A
+    user_key already used in the organization is ALREADY_EXISTS, with the existing request's id in the
+    status details (google.rpc.ResourceInfo) so a retrying client can fetch it. NOT_FOUND for an unknown
+    job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a required param is missing.
     """
     GetJobRequest: _grpc.UnaryUnaryMultiCallable[_job_request_service_pb2.GetJobRequestRequest, _job_request_service_pb2.GetJobRequestResponse]
     """Returns one job request with its current execution and task executions."""
     ListJobRequests: _grpc.UnaryUnaryMultiCallable[_job_request_service_pb2.ListJobRequestsRequest, _job_request_service_pb2.ListJobRequestsResponse]
     """Lists job requests, newest first."""
     CancelJobRequest: _grpc.UnaryUnaryMultiCallable[_job_request_service_pb2.CancelJobRequestRequest, _job_request_service_pb2.CancelJobRequestResponse]
-    """Cancels a request that is not terminal: waiting requests end at once, running tasks are sent
-    CancelTask, open approval gates close CANCELLED, and the request ends CANCELLED.
+    """Cancels a request that is not terminal: waiting requests end CANCELLED at once; a running task is
+    sent CancelTask and an open approval gate closes CANCELLED, then the always_run tasks the job owes
+    run, and only then does the request end CANCELLED (watch it to see the end).
     """
     RestartJobRequest: _grpc.UnaryUnaryMultiCallable[_job_request_service_pb2.RestartJobRequestRequest, _job_request_service_pb2.RestartJobRequestResponse]
-    """Runs a FAILED or CANCELLED request again as a new job execution; it goes back to PENDING."""
+    """Runs a terminal (COMPLETED, FAILED or CANCELLED) request again as a new job execution of the same
+    definition version; it goes back to PENDING with its job-retry budget (retried) reset.
+    """
     PauseJobRequest: _grpc.UnaryUnaryMultiCallable[_job_request_service_pb2.PauseJobRequestRequest, _job_request_service_pb2.PauseJobRequestResponse]
-    """Pauses a request that is not terminal: no further task is dispatched, tasks already running finish."""
+    """Pauses a PENDING request at once, or an EXECUTING one after its current task finishes (no further
+    task is dispatched); other states are FAILED_PRECONDITION.
+    """
     ResumeJobRequest: _grpc.UnaryUnaryMultiCallable[_job_request_service_pb2.ResumeJobRequestRequest, _job_request_service_pb2.ResumeJobRequestResponse]
     """Resumes a PAUSED request where it stopped."""
     WatchJobRequest: _grpc.UnaryStreamMultiCallable[_job_request_service_pb2.WatchJobRequestRequest, _job_request_service_pb2.WatchJobRequestResponse]
@@ -82,23 +87,28 @@ class JobRequestServiceAsyncStub(JobRequestServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitJobRequest: _aio.UnaryUnaryMultiCallable[_job_request_service_pb2.SubmitJobRequestRequest, _job_request_service_pb2.SubmitJobRequestResponse]  # type: ignore[assignment]
-    """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. With a
-    user_key already used in the organization, returns the existing request instead (created = false).
-    NOT_FOUND for an unknown job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a
-    required param is missing.
+    """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. A
+    user_key already used in the organization is ALREADY_EXISTS, with the existing request's id in the
+    status details (google.rpc.ResourceInfo) so a retrying client can fetch it. NOT_FOUND for an unknown
+    job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a required param is missing.
     """
     GetJobRequest: _aio.UnaryUnaryMultiCallable[_job_request_service_pb2.GetJobRequestRequest, _job_request_service_pb2.GetJobRequestResponse]  # type: ignore[assignment]
     """Returns one job request with its current execution and task executions."""
     ListJobRequests: _aio.UnaryUnaryMultiCallable[_job_request_service_pb2.ListJobRequestsRequest, _job_request_service_pb2.ListJobRequestsResponse]  # type: ignore[assignment]
     """Lists job requests, newest first."""
     CancelJobRequest: _aio.UnaryUnaryMultiCallable[_job_request_service_pb2.CancelJobRequestRequest, _job_request_service_pb2.CancelJobRequestResponse]  # type: ignore[assignment]
-    """Cancels a request that is not terminal: waiting requests end at once, running tasks are sent
-    CancelTask, open approval gates close CANCELLED, and the request ends CANCELLED.
+    """Cancels a request that is not terminal: waiting requests end CANCELLED at once; a running task is
+    sent CancelTask and an open approval gate closes CANCELLED, then the always_run tasks the job owes
+    run, and only then does the request end CANCELLED (watch it to see the end).
     """
     RestartJobRequest: _aio.UnaryUnaryMultiCallable[_job_request_service_pb2.RestartJobRequestRequest, _job_request_service_pb2.RestartJobRequestResponse]  # type: ignore[assignment]
-    """Runs a FAILED or CANCELLED request again as a new job execution; it goes back to PENDING."""
+    """Runs a terminal (COMPLETED, FAILED or CANCELLED) request again as a new job execution of the same
+    definition version; it goes back to PENDING with its job-retry budget (retried) reset.
+    """
     PauseJobRequest: _aio.UnaryUnaryMultiCallable[_job_request_service_pb2.PauseJobRequestRequest, _job_request_service_pb2.PauseJobRequestResponse]  # type: ignore[assignment]
-    """Pauses a request that is not terminal: no further task is dispatched, tasks already running finish."""
+    """Pauses a PENDING request at once, or an EXECUTING one after its current task finishes (no further
+    task is dispatched); other states are FAILED_PRECONDITION.
+    """
     ResumeJobRequest: _aio.UnaryUnaryMultiCallable[_job_request_service_pb2.ResumeJobRequestRequest, _job_request_service_pb2.ResumeJobRequestResponse]  # type: ignore[assignment]
     """Resumes a PAUSED request where it stopped."""
     WatchJobRequest: _aio.UnaryStreamMultiCallable[_job_request_service_pb2.WatchJobRequestRequest, _job_request_service_pb2.WatchJobRequestResponse]  # type: ignore[assignment]
@@ -127,10 +137,10 @@ class JobRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_request_service_pb2.SubmitJobRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_request_service_pb2.SubmitJobRequestResponse, _abc.Awaitable[_job_request_service_pb2.SubmitJobRequestResponse]]:
-        """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. With a
-        user_key already used in the organization, returns the existing request instead (created = false).
-        NOT_FOUND for an unknown job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a
-        required param is missing.
+        """Submits a job request for the latest (or a given) version of a job type; it starts PENDING. A
+        user_key already used in the organization is ALREADY_EXISTS, with the existing request's id in the
+        status details (google.rpc.ResourceInfo) so a retrying client can fetch it. NOT_FOUND for an unknown
+        job type, FAILED_PRECONDITION for a disabled one, INVALID_ARGUMENT when a required param is missing.
         """
 
     @_abc_1.abstractmethod
@@ -155,8 +165,9 @@ class JobRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_request_service_pb2.CancelJobRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_request_service_pb2.CancelJobRequestResponse, _abc.Awaitable[_job_request_service_pb2.CancelJobRequestResponse]]:
-        """Cancels a request that is not terminal: waiting requests end at once, running tasks are sent
-        CancelTask, open approval gates close CANCELLED, and the request ends CANCELLED.
+        """Cancels a request that is not terminal: waiting requests end CANCELLED at once; a running task is
+        sent CancelTask and an open approval gate closes CANCELLED, then the always_run tasks the job owes
+        run, and only then does the request end CANCELLED (watch it to see the end).
         """
 
     @_abc_1.abstractmethod
@@ -165,7 +176,9 @@ class JobRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_request_service_pb2.RestartJobRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_request_service_pb2.RestartJobRequestResponse, _abc.Awaitable[_job_request_service_pb2.RestartJobRequestResponse]]:
-        """Runs a FAILED or CANCELLED request again as a new job execution; it goes back to PENDING."""
+        """Runs a terminal (COMPLETED, FAILED or CANCELLED) request again as a new job execution of the same
+        definition version; it goes back to PENDING with its job-retry budget (retried) reset.
+        """
 
     @_abc_1.abstractmethod
     def PauseJobRequest(
@@ -173,7 +186,9 @@ class JobRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_request_service_pb2.PauseJobRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_request_service_pb2.PauseJobRequestResponse, _abc.Awaitable[_job_request_service_pb2.PauseJobRequestResponse]]:
-        """Pauses a request that is not terminal: no further task is dispatched, tasks already running finish."""
+        """Pauses a PENDING request at once, or an EXECUTING one after its current task finishes (no further
+        task is dispatched); other states are FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def ResumeJobRequest(

@@ -203,7 +203,7 @@ async def test_cancel_stops_the_task_and_after_script_still_runs(
             shell_spec("echo started; echo $$ > shell.pid", "sleep 300", after_script=("echo after",)), ctx
         )
     )
-    await sink.wait_for("started")
+    await sink.wait_for("$ sleep 300")
     cancel.set()
     result = await asyncio.wait_for(run, 10)
     assert result.status is ExecutionStatus.CANCELLED

@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2
 
 from formicary.v1 import job_definition_pb2, task_pb2
 from formicary.v1 import job_definition_service_pb2 as pb
+from queen.app import Queen
 
 from .conftest import PLAYBOOKS, SHELL_YAML, Api, failure, playbook
 
@@ -201,3 +202,33 @@ async def test_get_refuses_bad_selectors(api: Api) -> None:
     assert unknown_id.code is grpc.StatusCode.NOT_FOUND
     too_long = await failure(api.definitions.GetJobDefinition(pb.GetJobDefinitionRequest(job_type="x" * 300)))
     assert too_long.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_many_problems_still_reach_the_client(api: Api) -> None:
+    tasks = "".join(
+        f"- task_type: t{n}\n  method: SHELL\n  script: [echo {n}]\n  colour{n}: blue\n"
+        f"  on_completed: t{n + 1}\n"
+        for n in range(300)
+    )
+    failed = await failure(api.upload(f"job_type: noisy\ntasks:\n{tasks}"))
+    assert failed.code is grpc.StatusCode.INVALID_ARGUMENT
+    problems = failed.unpacked(job_definition_pb2.ValidationProblem)
+    assert 5 < len(problems) < 300
+    assert problems[0].code == "unknown_field"
+    # 300 unknown fields and the route of the last task to a missing t300; the status says how many
+    # problems did not fit in the trailer
+    assert failed.message.startswith("301 error(s)")
+    assert int(failed.info.metadata["omitted_details"]) == 301 - len(problems)
+
+
+async def test_a_bug_is_internal_and_leaks_nothing(
+    api: Api, queen: Queen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("password=hunter2 in /srv/queen/secret.py")
+
+    monkeypatch.setattr(queen.services.definitions, "list_definitions", broken)
+    failed = await failure(api.definitions.ListJobDefinitions(pb.ListJobDefinitionsRequest()))
+    assert failed.code is grpc.StatusCode.INTERNAL
+    assert "hunter2" not in failed.message
+    assert failed.info.metadata["incident"] in failed.message

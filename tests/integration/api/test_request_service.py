@@ -11,6 +11,7 @@ import pytest
 from google.rpc import error_details_pb2
 
 from formicary.v1 import admin_service_pb2 as admin_pb
+from formicary.v1 import job_definition_service_pb2 as def_pb
 from formicary.v1 import job_request_pb2, state_pb2
 from formicary.v1 import job_request_service_pb2 as pb
 from tests.fixtures.waiting import assert_eventually
@@ -24,7 +25,6 @@ J = state_pb2
 
 async def submit(api: Api, job_type: str = "secure-go-cicd", **fields: object) -> job_request_pb2.JobRequest:
     response = await api.requests.SubmitJobRequest(pb.SubmitJobRequestRequest(job_type=job_type, **fields))  # type: ignore[arg-type]
-    assert response.created
     return response.job_request
 
 
@@ -61,6 +61,15 @@ async def test_submitted_request_waits_for_an_ant(api: Api) -> None:
         call.cancel()
         await asyncio.gather(reader, return_exceptions=True)
     assert waiting[0].job_state == J.JOB_STATE_PENDING
+
+    # following the logs of a request that never runs: nothing comes until the client gives up
+    logs = api.requests.StreamTaskLogs(pb.StreamTaskLogsRequest(job_request_id=request.id, follow=True))
+    read = asyncio.ensure_future(logs.read())
+    done, _ = await asyncio.wait([read], timeout=0.3)
+    assert not done
+    logs.cancel()
+    await asyncio.gather(read, return_exceptions=True)
+    assert await logs.code() is grpc.StatusCode.CANCELLED
     assert events[0].message.startswith("submitted by")
     fetched = await api.requests.GetJobRequest(pb.GetJobRequestRequest(job_request_id=request.id))
     assert fetched.job_request.job_state == J.JOB_STATE_PENDING
@@ -79,7 +88,7 @@ async def test_submissions_are_refused_with_the_right_status(api: Api) -> None:
     (bad_request,) = missing.unpacked(error_details_pb2.BadRequest)
     assert bad_request.field_violations[0].field == "params"
 
-    for version in ("x", "0", "-1"):
+    for version in ("x", "0", "-1", "²", "1" * 12):
         refused = await failure(
             api.requests.SubmitJobRequest(
                 pb.SubmitJobRequestRequest(job_type="shell-hello", params={"who": "me"}, job_version=version)
@@ -283,3 +292,25 @@ async def test_a_job_run_by_an_ant_streams_events_and_logs(api: Api) -> None:
         assert info.value.code() is grpc.StatusCode.NOT_FOUND
     finally:
         await ant.stop()
+
+
+async def test_submit_to_a_disabled_job_type_is_a_failed_precondition(api: Api) -> None:
+    await api.upload(playbook("secure-go-cicd.yaml"))
+    await api.definitions.DisableJobDefinition(def_pb.DisableJobDefinitionRequest(job_type="secure-go-cicd"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await submit(api)
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "disabled" in (caught.value.details() or "")
+    listed = await api.requests.ListJobRequests(pb.ListJobRequestsRequest())
+    assert list(listed.job_requests) == []
+
+
+async def test_waiting_request_shows_its_wait_reason(api: Api) -> None:
+    await api.upload(playbook("secure-go-cicd.yaml"))
+    request = await submit(api)
+
+    async def reason() -> str:
+        fetched = await api.requests.GetJobRequest(pb.GetJobRequestRequest(job_request_id=request.id))
+        return fetched.job_request.wait_reason
+
+    assert await assert_eventually(reason) == "task build: no connected Ant runs KUBERNETES tasks"

@@ -1,4 +1,4 @@
-"""Initial schema: job definitions, job requests, job and task executions, events.
+"""Initial schema: job definitions, job requests, job and task executions, events, artifacts.
 
 Revision ID: 0001
 Revises:
@@ -192,8 +192,50 @@ def upgrade() -> None:
     )
     op.create_index("ix_events_request_id", "events", ["job_request_id", "id"])
 
+    op.create_table(
+        "artifacts",
+        sa.Column("id", _UUID, nullable=False),
+        sa.Column("organization_id", sa.String(), nullable=False),
+        sa.Column("user_id", sa.String(), nullable=False),
+        sa.Column("job_request_id", _big_id(), nullable=True),
+        sa.Column("job_execution_id", _UUID, nullable=True),
+        sa.Column("task_execution_id", _UUID, nullable=True),
+        sa.Column("task_type", sa.String(), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("kind", _STATE, nullable=False),
+        sa.Column("bucket", sa.String(), nullable=False),
+        sa.Column("key", sa.String(1024), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("content_length", sa.BigInteger(), nullable=False),
+        sa.Column("content_type", sa.String(255), nullable=False),
+        sa.Column("metadata", sa.JSON(), nullable=False),
+        sa.Column("expires_at", _timestamp(), nullable=True),
+        sa.Column("created_at", _timestamp(), nullable=False),
+        sa.Column("deleted_at", _timestamp(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_artifacts"),
+        sa.ForeignKeyConstraint(
+            ["job_request_id"], ["job_requests.id"], name="fk_artifacts_job_request_id_job_requests"
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_execution_id"], ["job_executions.id"], name="fk_artifacts_job_execution_id_job_executions"
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_execution_id"],
+            ["task_executions.id"],
+            name="fk_artifacts_task_execution_id_task_executions",
+        ),
+        sa.UniqueConstraint("bucket", "key", name="uq_artifacts_bucket_key"),
+    )
+    op.create_index("ix_artifacts_org_created", "artifacts", ["organization_id", "created_at"])
+    op.create_index(
+        "ix_artifacts_org_request", "artifacts", ["organization_id", "job_request_id", "created_at"]
+    )
+    op.create_index("ix_artifacts_expires_at", "artifacts", ["expires_at"])
+    op.create_index("ix_artifacts_task_execution_id", "artifacts", ["task_execution_id"])
+
 
 def downgrade() -> None:
+    op.drop_table("artifacts")
     op.drop_table("events")
     op.drop_table("task_executions")
     op.drop_table("job_executions")

@@ -1,0 +1,170 @@
+"""The embedded object store: one file per object under a root directory (default `<data_dir>/artifacts`).
+
+Writes are atomic: the content goes to a hidden temporary file in the object's own directory (so the
+same filesystem) and is renamed over the key's path only after the whole stream arrived, fitted the
+limit, matched what was announced and was flushed to disk (fsync of the file, then of the directory:
+the database record committed next must never point at content a power cut can lose). Any failure
+removes the temporary file, and directories left empty are pruned. Blocking calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from queen.artifacts._meter import ContentMeter
+from queen.artifacts.errors import ObjectNotFound, ObjectStoreError
+from queen.artifacts.keys import check_key
+from queen.artifacts.object_store import DEFAULT_CHUNK_SIZE, DEFAULT_CONTENT_TYPE, StoredObject
+
+__all__ = ["LocalObjectStore"]
+
+T = TypeVar("T")
+
+# Content is written in slices of about this size (fewer thread hops than one per small chunk).
+_WRITE_BATCH = 1024 * 1024
+# Temporary files: hidden, and never a valid last key segment of an artifact by accident.
+_TEMP_PREFIX = ".formicary-upload-"
+# A concurrent delete may prune a directory between our mkdir and our open; that many tries.
+_CREATE_ATTEMPTS = 5
+
+
+class LocalObjectStore:
+    """Objects as files under `root` (created if missing); the bucket is the root directory's name."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.expanduser().absolute()
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    @property
+    def bucket(self) -> str:
+        return self._root.name
+
+    def path_of(self, key: str) -> Path:
+        """Where the object of `key` is (or would be) stored."""
+        return self._root.joinpath(*check_key(key).split("/"))
+
+    async def put(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        max_bytes: int,
+        expected_size: int | None = None,
+        expected_sha256: str | None = None,
+    ) -> StoredObject:
+        del content_type  # the record keeps it; a file has none
+        path = self.path_of(key)
+        meter = ContentMeter(max_bytes, expected_size=expected_size, expected_sha256=expected_sha256)
+        file, temp = await self._io(key, self._create_temp, path.parent)
+        committed = False
+        try:
+            pending = bytearray()
+            async for chunk in chunks:
+                meter.add(chunk)
+                pending += chunk
+                if len(pending) >= _WRITE_BATCH:
+                    data, pending = bytes(pending), bytearray()
+                    await self._io(key, file.write, data)
+            stored = meter.finish()
+            await self._io(key, self._commit, file, bytes(pending), temp, path)
+            committed = True
+            return stored
+        finally:
+            if not committed:
+                # In a thread that completes even when this task is being cancelled.
+                await asyncio.shield(asyncio.to_thread(self._discard, file, temp))
+
+    async def get(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncGenerator[bytes, None]:
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        path = self.path_of(key)
+        try:
+            file = await asyncio.to_thread(path.open, "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise ObjectStoreError(f"could not open {key!r} under {self._root}: {exc}") from exc
+        try:
+            while chunk := await self._io(key, file.read, chunk_size):
+                yield chunk
+        finally:
+            file.close()
+
+    async def delete(self, key: str) -> None:
+        await self._io(key, self._remove, self.path_of(key))
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.path_of(key).is_file)
+
+    async def close(self) -> None:
+        return None
+
+    async def _io(self, key: str, function: Callable[..., T], *args: object) -> T:
+        """`function(*args)` in a worker thread; an OSError becomes ObjectStoreError naming the key."""
+        try:
+            return await asyncio.to_thread(function, *args)
+        except OSError as exc:
+            raise ObjectStoreError(f"object {key!r} under {self._root}: {exc}") from exc
+
+    # -- blocking parts, run in worker threads ---------------------------------------------------------
+
+    def _create_temp(self, directory: Path) -> tuple[BinaryIO, Path]:
+        for attempt in range(_CREATE_ATTEMPTS):
+            directory.mkdir(parents=True, exist_ok=True)
+            temp = directory / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+            try:
+                # O_EXCL: never reuse an existing file. 0o600: only the Queen's user reads artifacts.
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileNotFoundError:
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                continue  # pruned by a concurrent delete between mkdir and open
+            return os.fdopen(fd, "wb"), temp
+        raise AssertionError("unreachable")
+
+    def _commit(self, file: BinaryIO, tail: bytes, temp: Path, path: Path) -> None:
+        with file:
+            file.write(tail)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+        self._fsync_directory(path.parent)
+
+    def _discard(self, file: BinaryIO, temp: Path) -> None:
+        file.close()
+        temp.unlink(missing_ok=True)
+        self._prune(temp.parent)
+
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        self._prune(path.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove `directory` and its parents up to the root while they are empty."""
+        while directory != self._root and directory.is_relative_to(self._root):
+            try:
+                directory.rmdir()
+            except OSError:
+                return  # not empty (or already gone, or in use): stop here
+            directory = directory.parent
+
+    @staticmethod
+    def _fsync_directory(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
