@@ -157,6 +157,7 @@ def attempt_from_proto(request: task_pb2.TaskRequest, *, receive_time: datetime)
     )
     return AttemptRequest(
         spec=spec,
+        ignored_options=_ignored_options(opts),
         correlation_id=request.correlation_id,
         job_type_version=request.job_type_version,
         report_stdout=request.report_stdout,
@@ -165,6 +166,20 @@ def attempt_from_proto(request: task_pb2.TaskRequest, *, receive_time: datetime)
         traceparent=request.traceparent,
         receive_time=receive_time,
     )
+
+
+def _ignored_options(opts: task_pb2.ExecutorOptions) -> tuple[str, ...]:
+    """Options of the request this Ant does not implement yet, to be said in the task's record."""
+    ignored = []
+    if opts.services:
+        ignored.append("services (side containers) are not started by this Ant yet")
+    if opts.main_container.volumes:
+        ignored.append("container volumes are not mounted by this Ant yet")
+    if opts.HasField("helper_container"):
+        ignored.append("helper_container is not used by this Ant yet")
+    if opts.HasField("cache"):
+        ignored.append("the cache is not restored or saved by this Ant yet")
+    return tuple(ignored)
 
 
 def _artifact(ref: ArtifactRef) -> artifact_pb2.Artifact:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import shutil
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ class AttemptRequest:
     artifact_paths: tuple[str, ...] = ()
     traceparent: str = ""
     receive_time: datetime = field(default_factory=_now)
+    ignored_options: tuple[str, ...] = ()
+    """Options of the request this Ant does not implement; each becomes a warning of the result."""
 
 
 class RedactingSink:
@@ -56,7 +59,7 @@ class RedactingSink:
 
 
 class AttemptRunner:
-    """Runs attempts with the registry's executors, each in `work_root/<task_execution_id>-<retry>`."""
+    """Runs attempts with the registry's executors, each in a directory of its own under `work_root`."""
 
     def __init__(
         self,
@@ -97,10 +100,12 @@ class AttemptRunner:
                 f"warning: {redact.too_short} secret values shorter than {MIN_SECRET_LENGTH} characters "
                 "cannot be masked",
             )
-        work_dir = self._work_root / f"{_UNSAFE.sub('_', spec.task_execution_id)}-{spec.task_retry}"
+        work_dir = self._work_root / _directory_name(request)
         log.info("attempt_started", work_dir=str(work_dir))
         try:
             await asyncio.to_thread(_fresh_directory, work_dir)
+            for ignored in request.ignored_options:
+                await sink.emit(LogStream.SYSTEM, f"warning: {ignored}")
             download = await self._artifacts.download(request.dependent_artifact_ids, work_dir)
             downloaded_at = _now() if request.dependent_artifact_ids else None
             for warning in download.warnings:
@@ -117,7 +122,7 @@ class AttemptRunner:
                     await sink.emit(LogStream.SYSTEM, f"warning: {warning}")
             result = replace(
                 result,
-                warnings=(*download.warnings, *result.warnings, *upload.warnings),
+                warnings=(*request.ignored_options, *download.warnings, *result.warnings, *upload.warnings),
                 artifacts=(*result.artifacts, *upload.artifacts),
                 cost_factor=spec.cost_factor or self._cost_factor,
                 timings=replace(
@@ -166,6 +171,13 @@ class AttemptRunner:
                 error_code=ErrorCode.EXECUTOR,
                 error_message=f"the {spec.method} executor failed: {type(exc).__name__}: {exc}",
             )
+
+
+def _directory_name(request: AttemptRequest) -> str:
+    """`<task_execution_id>-<task_retry>-<correlation_id>`: two attempts of one task (a new attempt
+    dispatched while the old one is still stopping) never share a directory."""
+    attempt = _UNSAFE.sub("_", request.correlation_id)[:40] or secrets.token_hex(4)
+    return f"{_UNSAFE.sub('_', request.spec.task_execution_id)}-{request.spec.task_retry}-{attempt}"
 
 
 def _fresh_directory(path: Path) -> None:

@@ -10,12 +10,19 @@ This module implements the Ant side of the protocol specified in `protos/formica
   order, before any later Heartbeat) before its executor starts.
 - Task attempts run in tasks owned by `run()`'s TaskGroup and outlive a broken stream: after a
   reconnect the Ant resumes its session and re-attaches them (section 2).
-- Each connection owns four helper tasks (reader, heartbeats, log flusher, liveness watchdog, plus a
-  leave watcher); the first to decide how the stream ends resolves `_Connection.ended`.
+- Each connection owns five helper tasks (reader, heartbeats, log flusher, liveness watchdog, leave
+  watcher); the first to decide how the stream ends resolves `_Connection.ended`. A fresh channel is
+  opened for each connection attempt, so gRPC's own reconnect back-off never adds to ours.
+- The credential travels as `authorization: Bearer` metadata; Register.credential is left empty.
+- Log lines sent before a reconnect are kept (bounded: `log_resend_lines`) and re-sent from the
+  Queen's `last_log_sequence`; lines no longer kept are reported as lost in a SYSTEM line.
+- The session and the held tasks live only in this process: an Ant that restarts registers afresh and
+  the Queen fails the old session's tasks (section 2); a reconnecting Ant resumes.
 
 Not implemented (said here so nobody relies on it): TLS channels (plaintext only); artifact transfer
 (see `ant.artifacts`); continuing the job's trace from `traceparent` (the value is kept on the
-attempt, no span is started); throttling free_slots on disk or load pressure.
+attempt, no span is started); throttling free_slots on disk or load pressure; Registered.config and
+ping_interval are read but not used (the Ant only answers pings).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from ant._convert import InvalidTaskRequest, SessionTerms
 from ant.artifacts import ArtifactTransfer, UnavailableArtifactTransfer
 from ant.attempt import AttemptRequest, AttemptRunner
 from ant.backoff import Backoff
-from ant.errors import AntIdConflict, QueenRefused
+from ant.errors import AntError, AntIdConflict, QueenRefused
 from ant.executors.context import LogStream
 from ant.executors.registry import ExecutorRegistry
 from ant.executors.result import EXIT_CODE_FAILED, ErrorCode, ExecutionResult, ExecutionStatus
@@ -266,6 +273,7 @@ class AntClient:
             capacity=self._settings.capacity,
             version=self._version,
         )
+        fatal: AntError | None = None
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -274,11 +282,15 @@ class AntClient:
                 )
                 try:
                     await self._reconnect_loop()
+                except AntError as exc:  # raised below, not wrapped in the TaskGroup's ExceptionGroup
+                    fatal = exc
                 finally:
                     self._stop_everything()
         finally:
             self._tasks = None
             self._log.info("ant_stopped", unacknowledged=len(self._attempts))
+        if fatal is not None:
+            raise fatal
 
     def _stop_everything(self) -> None:
         """Leaving: whatever still runs is stopped hard (executors release their resources)."""
@@ -324,7 +336,35 @@ class AntClient:
             self._log.info("ant_reconnecting", delay=round(delay, 3), session_id=self._session_id)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
-                    await self._give_up.wait()
+                    await self._free_to_leave()
+
+    async def _free_to_leave(self) -> None:
+        """Return once the Ant may leave without waiting for anything more."""
+        while not (self._leaving_done() or self._give_up.is_set()):
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def _registration(self, call: grpc.aio.StreamStreamCall[Req, Resp]) -> Resp | None:
+        """The Queen's first frame; None if the stream ended first or the Ant may leave meanwhile.
+        Raises TimeoutError after register_timeout."""
+        read = asyncio.ensure_future(call.read())
+        leave = asyncio.ensure_future(self._free_to_leave())
+        try:
+            done, _ = await asyncio.wait(
+                {read, leave},
+                timeout=self._settings.register_timeout.total_seconds(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            leave.cancel()
+            if not read.done():
+                read.cancel()
+        if read in done:
+            first = read.result()
+            return first if isinstance(first, Resp) else None
+        if leave in done:
+            return None
+        raise TimeoutError
 
     # ------------------------------------------------------------------------------------ one stream
 
@@ -359,8 +399,10 @@ class AntClient:
             stub = ant_service_pb2_grpc.AntServiceStub(channel)
             call = stub.Connect(out.frames(), metadata=self._metadata())
             try:
-                first = await asyncio.wait_for(call.read(), self._settings.register_timeout.total_seconds())
-                if not isinstance(first, Resp):  # EOF
+                first = await self._registration(call)
+                if first is None:
+                    if self._leaving_done() or self._give_up.is_set():
+                        return _End.DONE
                     log.warning("queen_closed_before_registered", code=str(await call.code()))
                     return _End.RETRY
                 if first.WhichOneof("frame") != "registered":
@@ -698,9 +740,7 @@ class AntClient:
     async def _leave_when_done(self, conn: _Connection, log: FilteringBoundLogger) -> None:
         """Leaving and nothing held any more (or no more waiting): half-close and let the Queen end the
         call; if it does not within ack_timeout, end it ourselves (section 9)."""
-        while not (self._leaving_done() or self._give_up.is_set()):
-            self._changed.clear()
-            await self._changed.wait()
+        await self._free_to_leave()
         log.info("ant_half_closing", unacknowledged=len(self._attempts))
         conn.out.close()
         if not self._give_up.is_set():  # the shutdown timer already waited ack_timeout otherwise

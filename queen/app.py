@@ -17,18 +17,21 @@ from formicary.v1 import (
     admin_service_pb2,
     ant_service_pb2,
     ant_service_pb2_grpc,
+    artifact_service_pb2,
     job_definition_service_pb2,
     job_request_service_pb2,
 )
 from queen.ants.registry import AntRegistry
 from queen.api import register_public_servicers
 from queen.api.ant_service import AntServiceServicer
+from queen.artifacts import build_object_store
 from queen.domain.identity import Identity
 from queen.domain.job_definition import TaskMethod
 from queen.notifier import ChangeNotifier
 from queen.scheduler.cron import CronTrigger
 from queen.scheduler.scheduler import Scheduler
 from queen.services.admin import AdminService
+from queen.services.artifacts import ArtifactService
 from queen.services.definitions import DefinitionService
 from queen.services.requests import RequestService
 from queen.services.service_set import Services
@@ -52,6 +55,7 @@ class Queen:
     def __init__(self, settings: QueenSettings) -> None:
         self.settings = settings
         self.db = Database(settings.resolved_database_url())
+        self.artifact_store = build_object_store(settings.artifacts, settings.data_dir)
         self.notifier = ChangeNotifier()
         self.logs = LogHub()
         self.registry = AntRegistry(
@@ -85,6 +89,12 @@ class Queen:
             ),
             registry=self.registry,
             admin=AdminService(db=self.db, registry=self.registry),
+            artifacts=ArtifactService(
+                self.db,
+                self.artifact_store,
+                settings.artifacts.max_artifact_bytes,
+                default_retention=settings.artifacts.default_retention,
+            ),
             logs=self.logs,
             local_identity=identity,
         )
@@ -116,6 +126,7 @@ class Queen:
         await self.scheduler.stop()
         await self.supervisors.stop_all()
         await self.registry.stop()
+        await self.artifact_store.close()
         await self.db.stop()
         log.info("queen_stopped")
 
@@ -137,6 +148,7 @@ class Queen:
             job_definition_service_pb2.DESCRIPTOR.services_by_name["JobDefinitionService"].full_name,
             job_request_service_pb2.DESCRIPTOR.services_by_name["JobRequestService"].full_name,
             admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+            artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]

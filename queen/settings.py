@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queen.artifacts.settings import ArtifactStoreSettings
+
 __all__ = ["QueenSettings"]
 
 
@@ -51,6 +53,12 @@ class QueenSettings(BaseSettings):
     )
     max_message_bytes: int = Field(
         default=8 * 1024 * 1024, description="Largest gRPC message accepted or sent, in bytes."
+    )
+    artifacts: ArtifactStoreSettings = Field(
+        default_factory=ArtifactStoreSettings,
+        description="Where artifact content is kept: its own settings, `FORMICARY_QUEEN_ARTIFACTS_*` "
+        "(kind, root_dir, endpoint, access_key, secret_key, bucket, secure, region, max_artifact_bytes, "
+        "default_retention).",
     )
     max_params_bytes: int = Field(
         default=64 * 1024, description="Largest total size of a job request's params, in bytes."

@@ -50,8 +50,8 @@ class OutputCollector:
     Marker lines of the tracked `ScriptPlan`s are consumed (a step marker becomes a SYSTEM line
     `$ <command>`); every other line goes to the sink. Standard output lines are also kept, the last
     `max_stdout_lines` / `max_stdout_bytes` of them, and scanned for `::set-output`; a task sets at most
-    `max_context_values` values of at most `max_value_bytes` each, so a result stays far below the 4 MiB
-    frame limit.
+    `max_context_values` values of at most `max_value_bytes` each and `max_context_bytes` in all, so a
+    result stays far below the 4 MiB frame limit.
     """
 
     def __init__(
@@ -62,12 +62,15 @@ class OutputCollector:
         max_stdout_bytes: int = 256 * 1024,
         max_context_values: int = 256,
         max_value_bytes: int = 64 * 1024,
+        max_context_bytes: int = 1024 * 1024,
     ) -> None:
         self._sink = sink
         self._max_lines = max_stdout_lines
         self._max_bytes = max_stdout_bytes
         self._max_values = max_context_values
         self._max_value_bytes = max_value_bytes
+        self._max_context_bytes = max_context_bytes
+        self._context_bytes = 0
         self._stdout: deque[str] = deque()
         self._stdout_bytes = 0
         self._omitted = 0
@@ -150,4 +153,14 @@ class OutputCollector:
             self.warnings.append(
                 f"{value.scope} context value {value.name!r} cut to {self._max_value_bytes} bytes"
             )
+        size = len(text.encode("utf-8", errors="replace")) + len(value.name)
+        previous = target.get(value.name)
+        freed = 0 if previous is None else len(previous.encode("utf-8", errors="replace")) + len(value.name)
+        if self._context_bytes - freed + size > self._max_context_bytes:
+            self.warnings.append(
+                f"{value.scope} context value {value.name!r} ignored: the task's values exceed "
+                f"{self._max_context_bytes} bytes"
+            )
+            return
+        self._context_bytes += size - freed
         target[value.name] = text

@@ -62,7 +62,7 @@ class ShellExecutor:
         self._base_env = host_base_environment(base_environment)
 
     async def run(self, spec: TaskSpec, ctx: ExecutionContext) -> ExecutionResult:
-        work_dir = _working_dir(spec, ctx.work_dir)
+        work_dir = await asyncio.to_thread(_working_dir, spec, ctx.work_dir)
         env, warnings = task_environment(spec, self._base_env, str(work_dir))
         collector = OutputCollector(ctx.sink)
         for warning in warnings:

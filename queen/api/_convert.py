@@ -486,6 +486,7 @@ def _task_execution(task: TaskExecutionRecord, job_request_id: int) -> execution
         task_order=task.task_order,
         cost_factor=task.cost_factor,
         stdout=list(task.stdout),
+        warnings=list(task.warnings),
         start_time=timestamp(task.started_at),
         end_time=timestamp(task.ended_at),
         update_time=timestamp(task.updated_at),

@@ -23,7 +23,7 @@ class ObjectTooLarge(InvalidArgument):
     """The content grew beyond the limit; nothing of it was kept."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the content is larger than the limit of {_size_text(limit)} ({limit} bytes)")
+        super().__init__(f"the content is larger than the limit of {_size_text(limit)}")
         self.limit = limit
 
 
@@ -41,7 +41,8 @@ class ContentMismatch(InvalidArgument):
 
 
 def _size_text(size: int) -> str:
+    """ "512 MiB (536870912 bytes)" for round sizes, "1000 bytes" for the others."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{size / scale:g} {unit}"
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit} ({size} bytes)"
     return f"{size} bytes"

@@ -4,7 +4,9 @@ Writes are atomic: the content goes to a hidden temporary file in the object's o
 same filesystem) and is renamed over the key's path only after the whole stream arrived, fitted the
 limit, matched what was announced and was flushed to disk (fsync of the file, then of the directory:
 the database record committed next must never point at content a power cut can lose). Any failure
-removes the temporary file, and directories left empty are pruned. Blocking calls run in worker threads.
+removes the temporary file, and directories left empty are pruned. Blocking calls run in worker threads
+that are awaited to their end even when the upload is cancelled, so the clean-up never races them; a
+cancellation that arrives during the final rename removes the renamed object again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+import structlog
+
 from queen.artifacts._meter import ContentMeter
 from queen.artifacts.errors import ObjectNotFound, ObjectStoreError
 from queen.artifacts.keys import check_key
@@ -24,6 +28,8 @@ from queen.artifacts.object_store import DEFAULT_CHUNK_SIZE, DEFAULT_CONTENT_TYP
 __all__ = ["LocalObjectStore"]
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 # Content is written in slices of about this size (fewer thread hops than one per small chunk).
 _WRITE_BATCH = 1024 * 1024
@@ -65,8 +71,8 @@ class LocalObjectStore:
         del content_type  # the record keeps it; a file has none
         path = self.path_of(key)
         meter = ContentMeter(max_bytes, expected_size=expected_size, expected_sha256=expected_sha256)
-        file, temp = await self._io(key, self._create_temp, path.parent)
-        committed = False
+        file, temp = await self._io(key, self._create_temp, path.parent, undo=self._abandon_temp)
+        done = False
         try:
             pending = bytearray()
             async for chunk in chunks:
@@ -77,12 +83,11 @@ class LocalObjectStore:
                     await self._io(key, file.write, data)
             stored = meter.finish()
             await self._io(key, self._commit, file, bytes(pending), temp, path)
-            committed = True
+            done = True
             return stored
         finally:
-            if not committed:
-                # In a thread that completes even when this task is being cancelled.
-                await asyncio.shield(asyncio.to_thread(self._discard, file, temp))
+            if not done:
+                await self._io(key, self._abandon, file, temp, path)
 
     async def get(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncGenerator[bytes, None]:
         if chunk_size <= 0:
@@ -109,10 +114,23 @@ class LocalObjectStore:
     async def close(self) -> None:
         return None
 
-    async def _io(self, key: str, function: Callable[..., T], *args: object) -> T:
-        """`function(*args)` in a worker thread; an OSError becomes ObjectStoreError naming the key."""
+    async def _io(
+        self, key: str, function: Callable[..., T], *args: object, undo: Callable[[T], object] | None = None
+    ) -> T:
+        """`function(*args)` in a worker thread; an OSError becomes ObjectStoreError naming the key.
+
+        The thread is awaited to its end even if this task is cancelled meanwhile (a thread cannot be
+        stopped, and the clean-up that follows a cancellation must not race it); if it completed,
+        `undo(result)` reverses it before the cancellation goes on.
+        """
+        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
         try:
-            return await asyncio.to_thread(function, *args)
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            if not work.cancelled() and work.exception() is None and undo is not None:
+                await asyncio.wait([asyncio.ensure_future(asyncio.to_thread(undo, work.result()))])
+            raise
         except OSError as exc:
             raise ObjectStoreError(f"object {key!r} under {self._root}: {exc}") from exc
 
@@ -140,7 +158,21 @@ class LocalObjectStore:
         os.replace(temp, path)
         self._fsync_directory(path.parent)
 
-    def _discard(self, file: BinaryIO, temp: Path) -> None:
+    def _abandon(self, file: BinaryIO, temp: Path, path: Path) -> None:
+        """Undo a put that did not complete: remove its temporary file or, if the failure (or
+        cancellation) came after the rename, the object itself; then prune empty directories."""
+        try:
+            file.close()
+            if temp.exists():
+                temp.unlink()
+            elif path.exists():
+                path.unlink()  # renamed, but the put failed after all: the caller never learns of it
+            self._prune(temp.parent)
+        except OSError:
+            log.warning("artifact_upload_left_behind", temp=str(temp), path=str(path), exc_info=True)
+
+    def _abandon_temp(self, created: tuple[BinaryIO, Path]) -> None:
+        file, temp = created
         file.close()
         temp.unlink(missing_ok=True)
         self._prune(temp.parent)

@@ -46,7 +46,7 @@ _MIB = 1024 * 1024
 # S3's bounds for multipart uploads.
 _MIN_PART_SIZE = 5 * _MIB
 _MAX_PARTS = 10_000
-_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject"})
+_MISSING = frozenset({"NoSuchKey", "NoSuchBucket"})
 _BUCKET_TAKEN = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
@@ -141,13 +141,13 @@ class S3ObjectStore:
         except ReaderGone:
             # The upload failed on its own (server error, stall): report its error, not the symptom.
             await self._settle(key, upload)
-            cause = upload.exception() or RuntimeError("the upload ended before the content did")
+            cause = self._failure_of(upload) or RuntimeError("the upload ended before the content did")
             raise self._error(key, cause) from cause
         except BaseException:
             pipe.abort()
             await self._settle(key, upload)
             raise
-        error = upload.exception()
+        error = self._failure_of(upload)
         if error is not None:
             raise self._error(key, error) from error
         return stored
@@ -217,6 +217,13 @@ class S3ObjectStore:
                 log.warning("artifact_object_left_behind", bucket=self._bucket, key=key, exc_info=True)
         elif not isinstance(error, PipeAborted):
             log.debug("artifact_upload_aborted", bucket=self._bucket, key=key, error=repr(error))
+
+    @staticmethod
+    def _failure_of(upload: asyncio.Future[Any]) -> BaseException | None:
+        """The finished upload's exception (a cancelled one: the store was closed under it)."""
+        if upload.cancelled():
+            return RuntimeError("the object store was closed during the upload")
+        return upload.exception()
 
     async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -69,6 +69,7 @@ class TaskChanges(TypedDict, total=False):
     contexts: Mapping[str, Any]
     artifacts: Sequence[Any]
     stdout: Sequence[str]
+    warnings: Sequence[str]
     ant_id: str
     ant_host: str
     cost_factor: float
@@ -274,6 +275,7 @@ async def create_task_execution(
         contexts={},
         artifacts=[],
         stdout=[],
+        warnings=[],
         cost_factor=0.0,
         span_id="",
         next_run_at=None,
@@ -361,6 +363,8 @@ async def transition_task(
         values["artifacts"] = to_json_list(changes["artifacts"])
     if "stdout" in changes:
         values["stdout"] = [str(line) for line in changes["stdout"]]
+    if "warnings" in changes:
+        values["warnings"] = [str(line) for line in changes["warnings"]]
     row = await guarded_update(
         session,
         TaskExecutionRow,
@@ -449,6 +453,7 @@ def _task_record(row: TaskExecutionRow) -> TaskExecutionRecord:
         contexts=freeze_mapping(row.contexts),
         artifacts=tuple(freeze(item) for item in row.artifacts),
         stdout=tuple(row.stdout),
+        warnings=tuple(row.warnings),
         cost_factor=row.cost_factor,
         span_id=row.span_id,
         next_run_at=row.next_run_at,

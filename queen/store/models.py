@@ -189,6 +189,8 @@ class TaskExecutionRow(Base):
     contexts: Mapped[dict[str, Any]] = mapped_column(JSON)
     artifacts: Mapped[list[Any]] = mapped_column(JSON)
     stdout: Mapped[list[str]] = mapped_column(JSON)
+    # What the Ant wants people to know about the run (e.g. "local fallback: KUBERNETES task run with SHELL")
+    warnings: Mapped[list[str]] = mapped_column(JSON)
     cost_factor: Mapped[float] = mapped_column(Float, default=0.0)
     span_id: Mapped[str] = mapped_column(String(16), default="")
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -137,6 +137,7 @@ class TaskExecutionRecord:
     contexts: Mapping[str, Any]
     artifacts: tuple[Any, ...]
     stdout: tuple[str, ...]
+    warnings: tuple[str, ...]
     cost_factor: float
     span_id: str
     next_run_at: datetime | None

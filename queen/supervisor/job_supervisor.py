@@ -588,6 +588,7 @@ class JobSupervisor:
             contexts=contexts,
             artifacts=list(report.artifacts),
             stdout=list(report.stdout),
+            warnings=list(report.warnings),
             ant_id=report.ant_id or record.ant_id,
             ant_host=report.ant_host or record.ant_host,
             cost_factor=report.cost_factor,

@@ -75,6 +75,7 @@ class TaskExecution(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the task execution (a UUID string); the key of the task on the Ant stream."""
     job_execution_id: _builtins.str
@@ -135,6 +136,12 @@ class TaskExecution(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the record last changed."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the Ant reported people should know about the last attempt, e.g. that a KUBERNETES task ran
+        with SHELL under --local-fallback, or that an executor option was not applied.
+        """
+
     def __init__(
         self,
         *,
@@ -161,10 +168,11 @@ class TaskExecution(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_failure", b"allow_failure", "ant_host", b"ant_host", "ant_id", b"ant_id", "artifacts", b"artifacts", "contexts", b"contexts", "cost_factor", b"cost_factor", "count_services", b"count_services", "end_time", b"end_time", "error_code", b"error_code", "error_message", b"error_message", "exit_code", b"exit_code", "exit_message", b"exit_message", "failed_command", b"failed_command", "id", b"id", "job_execution_id", b"job_execution_id", "method", b"method", "retried", b"retried", "start_time", b"start_time", "stdout", b"stdout", "task_order", b"task_order", "task_state", b"task_state", "task_type", b"task_type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_failure", b"allow_failure", "ant_host", b"ant_host", "ant_id", b"ant_id", "artifacts", b"artifacts", "contexts", b"contexts", "cost_factor", b"cost_factor", "count_services", b"count_services", "end_time", b"end_time", "error_code", b"error_code", "error_message", b"error_message", "exit_code", b"exit_code", "exit_message", b"exit_message", "failed_command", b"failed_command", "id", b"id", "job_execution_id", b"job_execution_id", "method", b"method", "retried", b"retried", "start_time", b"start_time", "stdout", b"stdout", "task_order", b"task_order", "task_state", b"task_state", "task_type", b"task_type", "update_time", b"update_time", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -67,7 +67,7 @@ class QueenStream:
 
     def kinds(self, task_execution_id: str | None = None) -> list[str]:
         """Kinds of the frames received so far (only those about one task, if given)."""
-        out = []
+        out: list[str] = []
         for frame in self.received:
             kind = frame.WhichOneof("frame")
             if task_execution_id is None or _task_of(frame) == task_execution_id:
@@ -177,7 +177,7 @@ def dispatch(
     task_execution_id: str,
     *script: str,
     correlation_id: str = "",
-    method: int = task_pb2.TASK_METHOD_SHELL,
+    method: task_pb2.TaskMethod.ValueType = task_pb2.TASK_METHOD_SHELL,
     report_stdout: bool = False,
 ) -> Resp:
     return Resp(

@@ -21,7 +21,7 @@ from ant.executors import (
     Variable,
 )
 from ant.executors.shell import ShellExecutor
-from tests.integration.ant.conftest import RecordingSink
+from tests.integration.ant.recording import RecordingSink
 
 pytestmark = pytest.mark.integration
 
@@ -72,10 +72,14 @@ async def test_each_attempt_gets_a_fresh_directory_that_is_removed(
     tmp_path: Path, sink: RecordingSink
 ) -> None:
     spec = TaskSpec(
-        task_execution_id="te-2", job_request_id=1, task_type="t", method=Method.SHELL, script=("pwd", "ls -A"),
+        task_execution_id="te-2",
+        job_request_id=1,
+        task_type="t",
+        method=Method.SHELL,
+        script=("pwd", "ls -A"),
         task_retry=3,
-    )  # fmt: skip
-    stale = tmp_path / "work" / "te-2-3"
+    )
+    stale = tmp_path / "work" / "te-2-3-c"  # left by an Ant that crashed during the same attempt
     stale.mkdir(parents=True)
     (stale / "old-file").touch()
     result = await runner(tmp_path).run(AttemptRequest(spec=spec, correlation_id="c"), sink, asyncio.Event())

@@ -22,7 +22,7 @@ from ant.executors import (
     Variable,
 )
 from ant.executors.docker import LABEL_ANT_ID, LABEL_TASK_EXECUTION_ID, DockerExecutor
-from tests.integration.ant.conftest import RecordingSink
+from tests.integration.ant.recording import RecordingSink
 
 pytestmark = pytest.mark.integration
 

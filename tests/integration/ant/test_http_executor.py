@@ -15,7 +15,7 @@ import pytest
 
 from ant.executors import ExecutionContext, ExecutionStatus, LogStream, Method, TaskSpec, Variable
 from ant.executors.http import HttpExecutor
-from tests.integration.ant.conftest import RecordingSink
+from tests.integration.ant.recording import RecordingSink
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ MakeContext = Callable[..., ExecutionContext]
 class Handler(BaseHTTPRequestHandler):
     release: threading.Event
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _answer(self, status: int, body: str, content_type: str = "text/plain") -> None:

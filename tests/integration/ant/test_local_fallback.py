@@ -13,7 +13,7 @@ from ant.executors import ContainerSpec, ExecutionContext, ExecutionStatus, LogS
 from ant.executors.fallback import LocalFallbackExecutor
 from ant.executors.selection import ExecutorTuning, select_executors
 from ant.executors.shell import ShellExecutor
-from tests.integration.ant.conftest import RecordingSink
+from tests.integration.ant.recording import RecordingSink
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,8 @@ to attach artifacts to, and helpers that look into the store behind the code's b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from queen.domain.definition_parser import parse_job_definition
 from queen.domain.identity import Identity
 from queen.domain.states import JobState
 from queen.store import Database, JobRequestRecord, TaskExecutionRecord, definitions, executions, requests
-from tests.fixtures.object_stores import ObjectStoreConfig
+from tests.fixtures.object_stores import ObjectStoreConfig, remove_bucket
 from tests.fixtures.object_stores import minio_client as _minio_client
 from tests.fixtures.services import S3Endpoint
 
@@ -46,7 +47,8 @@ def make_store(config: ObjectStoreConfig, **s3_options: Any) -> ObjectStore:
     if config.kind == "local":
         assert config.root is not None
         return LocalObjectStore(config.root)
-    assert config.endpoint and config.bucket
+    assert config.endpoint
+    assert config.bucket
     return S3ObjectStore(
         endpoint=config.endpoint,
         access_key=config.access_key or "",
@@ -109,6 +111,29 @@ def content(size: int, seed: int = 0) -> bytes:
 
 async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in chunks])
+
+
+def s3_config_for(s3: S3Endpoint, bucket: str) -> ObjectStoreConfig:
+    return ObjectStoreConfig(
+        kind="s3",
+        endpoint=s3.endpoint,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key,
+        bucket=bucket,
+        secure=s3.secure,
+    )
+
+
+@pytest.fixture
+def s3_config(s3_endpoint: S3Endpoint) -> Iterator[ObjectStoreConfig]:
+    """A new, empty S3 bucket only this test uses (for the tests of the S3 store alone)."""
+    config = s3_config_for(s3_endpoint, f"t-{uuid.uuid4().hex}")
+    client = minio_client(config)
+    client.make_bucket(config.bucket)
+    try:
+        yield config
+    finally:
+        remove_bucket(client, config.bucket)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queen.domain.errors import NotFound
+from queen.domain.errors import FailedPrecondition, NotFound
 from queen.domain.job_definition import TaskMethod
 from queen.store import Database, definitions
 
@@ -69,7 +69,7 @@ async def test_disable_and_enable(db: Database) -> None:
         disabled = await definitions.set_disabled(session, ORG, "hello", True)
     assert disabled.disabled
     async with db.transaction() as session:
-        with pytest.raises(NotFound):
+        with pytest.raises(FailedPrecondition, match="is disabled"):
             await definitions.get_latest_definition(session, ORG, "hello")
         assert (
             await definitions.get_latest_definition(session, ORG, "hello", include_disabled=True)

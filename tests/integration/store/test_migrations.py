@@ -18,7 +18,15 @@ from queen.store.models import Base
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"job_definitions", "job_requests", "job_executions", "task_executions", "events", "alembic_version"}
+TABLES = {
+    "job_definitions",
+    "job_requests",
+    "job_executions",
+    "task_executions",
+    "events",
+    "artifacts",
+    "alembic_version",
+}
 
 
 def _schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:

@@ -154,6 +154,19 @@ def test_a_task_request_becomes_an_attempt() -> None:
     assert attempt.artifact_paths == ("dist/*.whl",)
     assert attempt.traceparent.startswith("00-")
     assert attempt.receive_time == T0
+    assert attempt.ignored_options == ()
+
+
+def test_options_not_implemented_are_listed() -> None:
+    request = full_request()
+    request.executor_opts.services.add(name="db")
+    request.executor_opts.main_container.volumes.add(name="v", mount_path="/data", host_path="/srv")
+    request.executor_opts.cache.SetInParent()
+    ignored = attempt_from_proto(request, receive_time=T0).ignored_options
+    assert len(ignored) == 3
+    assert any("services" in note for note in ignored)
+    assert any("volumes" in note for note in ignored)
+    assert any("cache" in note for note in ignored)
 
 
 def test_unset_fields_mean_no_timeout_and_no_container() -> None:

@@ -16,8 +16,16 @@ import structlog
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from ant.executors import ContainerSpec, ExecutionContext, ExecutionStatus, LogStream, Method, ResourceSpec
-from ant.executors import TaskSpec, Variable
+from ant.executors import (
+    ContainerSpec,
+    ExecutionContext,
+    ExecutionStatus,
+    LogStream,
+    Method,
+    ResourceSpec,
+    TaskSpec,
+    Variable,
+)
 from ant.executors.kubernetes import KubernetesExecutor
 
 pytestmark = pytest.mark.unit
@@ -53,7 +61,7 @@ class FakeCluster:
         self.api = mock.create_autospec(k8s.CoreV1Api, instance=True)
         self.phases = phases
         self.log_lines = log_lines
-        self.created: k8s.V1Pod | None = None
+        self.created: Any = None  # the V1Pod the executor built
         self.deleted = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.api.create_namespaced_pod.side_effect = self.create
@@ -159,7 +167,7 @@ async def test_the_pod_spec(tmp_path: Path) -> None:
     assert result.status is ExecutionStatus.COMPLETED
     assert result.exit_code == "0"
 
-    pod = cluster.created
+    pod: Any = cluster.created
     assert pod is not None
     assert cluster.api.create_namespaced_pod.call_args.kwargs["namespace"] == "ci"
     assert pod.metadata.name == "frm-42-check-primary-0"

@@ -134,3 +134,13 @@ async def test_context_values_are_bounded() -> None:
     assert collector.task_context == {"a": "01234", "b": "01234"}
     assert any("'c' ignored" in w for w in collector.warnings)
     assert any("cut to 5 bytes" in w for w in collector.warnings)
+
+
+async def test_context_values_are_bounded_in_total() -> None:
+    collector = OutputCollector(ListSink(), max_context_bytes=30)
+    await collector.line(LogStream.STDOUT, "::set-output name=a::" + "x" * 20)
+    await collector.line(LogStream.STDOUT, "::set-output name=b::" + "y" * 20)
+    await collector.line(LogStream.STDOUT, "::set-output name=a::short")
+    await collector.line(LogStream.STDOUT, "::set-output name=c::" + "z" * 10)
+    assert collector.task_context == {"a": "short", "c": "z" * 10}
+    assert any("'b' ignored" in w for w in collector.warnings)

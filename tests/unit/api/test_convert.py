@@ -279,6 +279,7 @@ def test_job_request_with_its_execution_and_tasks() -> None:
         contexts=MappingProxyType({}),
         artifacts=(MappingProxyType({"id": "art-1", "name": "app", "content_length": 10}),),
         stdout=("ok",),
+        warnings=("local fallback: KUBERNETES task run with SHELL",),
         cost_factor=1.0,
         span_id="",
         next_run_at=None,

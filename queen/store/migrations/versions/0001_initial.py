@@ -156,6 +156,7 @@ def upgrade() -> None:
         sa.Column("contexts", sa.JSON(), nullable=False),
         sa.Column("artifacts", sa.JSON(), nullable=False),
         sa.Column("stdout", sa.JSON(), nullable=False),
+        sa.Column("warnings", sa.JSON(), nullable=False),
         sa.Column("cost_factor", sa.Float(), nullable=False),
         sa.Column("span_id", sa.String(16), nullable=False),
         sa.Column("next_run_at", _timestamp(), nullable=True),
