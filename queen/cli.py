@@ -11,6 +11,7 @@ from typing import Annotated
 
 import structlog
 import typer
+from pydantic import ValidationError
 
 from queen.app import Queen
 from queen.domain.definition_parser import check_job_definition
@@ -72,7 +73,12 @@ def _settings(grpc_port: int | None, data_dir: Path | None, database_url: str | 
         overrides["data_dir"] = data_dir.expanduser()
     if database_url is not None:
         overrides["database_url"] = database_url
-    return QueenSettings(**overrides)  # type: ignore[arg-type]
+    try:
+        return QueenSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"formicary: invalid Queen settings (FORMICARY_QUEEN_* or options): {problems}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def queen(grpc_port: GrpcPort = None, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from queen.artifacts.settings import ArtifactStoreSettings
+from queen.domain.durations import DurationError, parse_duration
 
 __all__ = ["QueenSettings"]
 
@@ -63,6 +64,22 @@ class QueenSettings(BaseSettings):
     max_params_bytes: int = Field(
         default=64 * 1024, description="Largest total size of a job request's params, in bytes."
     )
+
+    @field_validator("heartbeat_interval", "ant_lost_after", "sweep_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """Durations as job definitions write them (`5s`, `1m30s`), or a number of seconds."""
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return timedelta(seconds=float(text))
+            except ValueError:
+                pass
+            try:
+                return parse_duration(text)
+            except DurationError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in data_dir."""
