@@ -1,27 +1,37 @@
-"""Wire messages (formicary.v1) <-> the Ant's own types. With stream.py, the only module that touches
-the generated code."""
+"""Wire messages (formicary.v1) <-> the Ant's own types. With stream.py and artifact_transfer.py (the
+gRPC clients), the only module that touches the generated code."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ant.artifacts import ArtifactOwner
 from ant.attempt import AttemptRequest
 from ant.executors.context import LogStream
 from ant.executors.methods import Method
 from ant.executors.result import ArtifactRef, ExecutionResult, ExecutionStatus, Timings
 from ant.executors.spec import ContainerSpec, PullPolicy, ResourceSpec, TaskSpec, Variable
 from ant.log_buffer import LogEntry
-from formicary.v1 import ant_service_pb2, artifact_pb2, container_pb2, log_line_pb2, state_pb2, task_pb2
+from formicary.v1 import (
+    ant_service_pb2,
+    artifact_pb2,
+    artifact_service_pb2,
+    container_pb2,
+    log_line_pb2,
+    state_pb2,
+    task_pb2,
+)
 
 __all__ = [
     "InvalidTaskRequest",
     "SessionTerms",
     "accepted_frame",
+    "artifact_from_proto",
     "attempt_from_proto",
     "heartbeat_frame",
     "log_lines_frame",
@@ -33,6 +43,7 @@ __all__ = [
     "response_from_result",
     "result_frame",
     "session_from_proto",
+    "upload_metadata",
 ]
 
 Req = ant_service_pb2.ConnectRequest
@@ -88,6 +99,10 @@ def _timestamp(moment: datetime | None) -> Timestamp | None:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp
+
+
+def _moment(stamp: Timestamp, present: bool) -> datetime | None:
+    return stamp.ToDatetime(tzinfo=UTC) if present else None
 
 
 def _container(
@@ -163,6 +178,11 @@ def attempt_from_proto(request: task_pb2.TaskRequest, *, receive_time: datetime)
         report_stdout=request.report_stdout,
         dependent_artifact_ids=tuple(opts.dependent_artifact_ids),
         artifact_paths=tuple(opts.artifacts.paths) if opts.HasField("artifacts") else (),
+        artifact_retention=(
+            _duration(opts.artifacts.retention_duration)
+            if opts.HasField("artifacts") and opts.artifacts.HasField("retention_duration")
+            else None
+        ),
         traceparent=request.traceparent,
         receive_time=receive_time,
     )
@@ -183,14 +203,68 @@ def _ignored_options(opts: task_pb2.ExecutorOptions) -> tuple[str, ...]:
 
 
 def _artifact(ref: ArtifactRef) -> artifact_pb2.Artifact:
+    """An uploaded artifact for TaskResponse.artifacts: as the Queen described it at upload."""
     return artifact_pb2.Artifact(
         id=ref.id,
         name=ref.name,
         kind=artifact_pb2.ARTIFACT_KIND_TASK,
+        bucket=ref.bucket,
+        key=ref.key,
         sha256=ref.sha256,
         content_length=ref.content_length,
         content_type=ref.content_type,
+        job_request_id=ref.job_request_id,
+        job_execution_id=ref.job_execution_id,
+        task_execution_id=ref.task_execution_id,
+        task_type=ref.task_type,
+        organization_id=ref.organization_id,
+        user_id=ref.user_id,
+        metadata=dict(ref.labels),
+        create_time=_timestamp(ref.create_time),
+        expiry_time=_timestamp(ref.expiry_time),
     )
+
+
+def artifact_from_proto(artifact: artifact_pb2.Artifact) -> ArtifactRef:
+    """The Queen's description of a stored artifact (UploadArtifact's answer, DownloadArtifact's first
+    message)."""
+    return ArtifactRef(
+        id=artifact.id,
+        name=artifact.name,
+        sha256=artifact.sha256,
+        content_length=artifact.content_length,
+        content_type=artifact.content_type,
+        bucket=artifact.bucket,
+        key=artifact.key,
+        job_request_id=artifact.job_request_id,
+        job_execution_id=artifact.job_execution_id,
+        task_execution_id=artifact.task_execution_id,
+        task_type=artifact.task_type,
+        organization_id=artifact.organization_id,
+        user_id=artifact.user_id,
+        labels=dict(artifact.metadata),
+        create_time=_moment(artifact.create_time, artifact.HasField("create_time")),
+        expiry_time=_moment(artifact.expiry_time, artifact.HasField("expiry_time")),
+    )
+
+
+def upload_metadata(
+    name: str, owner: ArtifactOwner, *, content_type: str, content_length: int
+) -> artifact_service_pb2.UploadArtifactRequest:
+    """The first message of an UploadArtifact call for one of a task's files (kind TASK). The digest is
+    not announced (it is computed while the file streams) but compared with the Queen's answer."""
+    metadata = artifact_service_pb2.UploadArtifactMetadata(
+        name=name,
+        kind=artifact_pb2.ARTIFACT_KIND_TASK,
+        content_type=content_type,
+        job_request_id=owner.job_request_id,
+        task_execution_id=owner.task_execution_id,
+        task_type=owner.task_type,
+        content_length=content_length,
+    )
+    if owner.retention is not None:
+        metadata.retention_duration.FromTimedelta(owner.retention)
+    return artifact_service_pb2.UploadArtifactRequest(metadata=metadata)
 
 
 def _timings(timings: Timings) -> task_pb2.TaskResponseTimings:

@@ -1,62 +1,69 @@
 """Moving artifacts between the Queen's store and an attempt's directory: the interface the attempt
-runner calls around each task, and the stand-in used until the Queen's ArtifactService exists.
+runner calls around each task (the implementation over ArtifactService is `ant.artifact_transfer`).
 
-The real implementation belongs with the Ant stream: it will call ArtifactService.DownloadArtifact /
-UploadArtifact on the same gRPC channel (so artifact bytes never delay a heartbeat) and is built once
-the Queen's ArtifactService is (another piece of work). Until then `UnavailableArtifactTransfer`
-transfers nothing and says so in the task's warnings; it never pretends to have uploaded anything.
+What happens, and when (the attempt runner applies it, see `ant.attempt`):
+- Before the script: every artifact of the tasks the task depends on (TaskRequest's
+  `executor_opts.dependent_artifact_ids`) is downloaded into the attempt's directory under its name (a
+  relative path, e.g. "out/report.txt"), its size and SHA-256 checked against what the Queen recorded.
+  An artifact that is missing, unreadable, unsafe to write or not as recorded fails the task with
+  ERR_ARTIFACT_DOWNLOAD and the script does not run. Two artifacts with the same name: the later one
+  (in the order the Queen listed them) wins, with a warning.
+- After the script, when the attempt COMPLETED or FAILED (a failed build's reports and logs are what
+  people need most, as GitLab's `artifacts:when: always`), but not when it was CANCELLED: the files the
+  `artifacts.paths` select (`ant.artifact_paths`) are uploaded as ARTIFACT_KIND_TASK artifacts of the
+  task execution, and the Queen's descriptions of them go into TaskResponse.artifacts. Either all
+  selected files are listed or none: when one upload fails, those already stored are deleted again
+  (best effort) and the response lists none. Such a failure fails a task whose script succeeded with
+  ERR_ARTIFACT_UPLOAD; a task that had already failed keeps its own error and gets a warning instead.
+- Paths are relative to the attempt's directory: the SHELL task's working directory (unless its
+  definition sets `working_dir`) and the /workspace of DOCKER containers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 from ant.executors.result import ArtifactRef
 
-__all__ = ["ArtifactTransfer", "TransferOutcome", "UnavailableArtifactTransfer"]
+__all__ = ["ArtifactOwner", "ArtifactTransfer", "TransferOutcome"]
 
 
 @dataclass(frozen=True, slots=True)
 class TransferOutcome:
-    """What a download or upload did: the artifacts uploaded (none for a download) and warnings for
-    the task record (a path that matched nothing, an artifact that could not be fetched)."""
+    """What a download or upload did: the artifacts it moved (downloaded ones are for the task's log;
+    uploaded ones go into the response) and warnings for the task record."""
 
     artifacts: tuple[ArtifactRef, ...] = ()
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ArtifactOwner:
+    """The task execution the uploaded artifacts belong to, and how long the Queen keeps them
+    (`retention` None: the Queen's default)."""
+
+    job_request_id: int
+    task_execution_id: str
+    task_type: str
+    retention: timedelta | None = None
+
+
 class ArtifactTransfer(Protocol):
-    """Brings dependencies into an attempt's directory before it runs and uploads its artifacts after."""
+    """Brings dependencies into an attempt's directory before it runs and uploads its artifacts after.
+
+    Both raise `ant.errors.ArtifactTransferError` subclasses for failures that fail the task.
+    """
 
     async def download(self, artifact_ids: Sequence[str], destination: Path) -> TransferOutcome:
-        """Fetch the artifacts (Artifact.id) of the tasks the task depends on into `destination`."""
+        """Fetch the artifacts (Artifact.id) of the tasks the task depends on into `destination`.
+        ArtifactDownloadError when any of them cannot be fetched and verified."""
         ...
 
-    async def upload(self, paths: Sequence[str], base: Path, *, task_execution_id: str) -> TransferOutcome:
-        """Upload the files matching `paths` (relative to `base`, globs allowed) as the task's artifacts."""
+    async def upload(self, paths: Sequence[str], base: Path, *, owner: ArtifactOwner) -> TransferOutcome:
+        """Upload the files `paths` select under `base` as `owner`'s artifacts: all, or none and
+        ArtifactUploadError. A path that selects nothing is a warning."""
         ...
-
-
-class UnavailableArtifactTransfer:
-    """No artifact service yet: nothing is downloaded or uploaded, and a task that asked for either gets
-    a warning naming what was skipped."""
-
-    async def download(self, artifact_ids: Sequence[str], destination: Path) -> TransferOutcome:
-        if not artifact_ids:
-            return TransferOutcome()
-        return TransferOutcome(
-            warnings=(
-                f"{len(artifact_ids)} dependent artifacts were not downloaded: this Ant has no artifact "
-                "transfer yet",
-            )
-        )
-
-    async def upload(self, paths: Sequence[str], base: Path, *, task_execution_id: str) -> TransferOutcome:
-        if not paths:
-            return TransferOutcome()
-        return TransferOutcome(
-            warnings=(f"artifacts not uploaded ({', '.join(paths)}): this Ant has no artifact transfer yet",)
-        )

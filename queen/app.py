@@ -27,6 +27,7 @@ from queen.api.ant_service import AntServiceServicer
 from queen.artifacts import build_object_store
 from queen.domain.identity import Identity
 from queen.domain.job_definition import TaskMethod
+from queen.log_archive import LogArchive
 from queen.notifier import ChangeNotifier
 from queen.scheduler.cron import CronTrigger
 from queen.scheduler.scheduler import Scheduler
@@ -66,7 +67,12 @@ class Queen:
             queen_methods=_QUEEN_METHODS,
         )
         self.supervisors = Supervisors(
-            SupervisorDeps(db=self.db, dispatcher=self.registry, notifier=self.notifier)
+            SupervisorDeps(
+                db=self.db,
+                dispatcher=self.registry,
+                notifier=self.notifier,
+                attempt_finished=self._attempt_finished,
+            )
         )
         self.scheduler = Scheduler(
             db=self.db,
@@ -98,9 +104,13 @@ class Queen:
             logs=self.logs,
             local_identity=identity,
         )
+        self.log_archive = LogArchive(self.logs, self.services.artifacts)
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self.grpc_port = 0
+
+    def _attempt_finished(self, task_execution_id: str, task_type: str, task_retry: int) -> None:
+        self.log_archive.attempt_finished(task_execution_id, task_type, task_retry)
 
     def _capacity_changed(self) -> None:
         self.scheduler.wake()
@@ -112,6 +122,7 @@ class Queen:
     async def start(self) -> None:
         await self.db.start()
         await self.registry.start()
+        await self.log_archive.start()
         await self.supervisors.resume_all()
         await self.scheduler.start()
         await self.cron.start()
@@ -126,6 +137,7 @@ class Queen:
         await self.scheduler.stop()
         await self.supervisors.stop_all()
         await self.registry.stop()
+        await self.log_archive.stop()
         await self.artifact_store.close()
         await self.db.stop()
         log.info("queen_stopped")

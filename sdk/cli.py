@@ -6,6 +6,7 @@ A client-only install has the client commands; installing the Queen or the Ant a
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import entry_points
 
 import typer
@@ -30,8 +31,15 @@ def build_app() -> typer.Typer:
         """Formicary command-line interface."""
 
     for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
-        register = entry_point.load()
-        register(app)
+        try:
+            register = entry_point.load()
+            register(app)
+        except Exception as exc:
+            # one broken plugin must not take the other commands down with it
+            print(  # noqa: T201 - the CLI's own diagnostic, before any logging exists
+                f"formicary: the '{entry_point.name}' commands are unavailable: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
     return app
 
 

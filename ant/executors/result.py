@@ -42,6 +42,10 @@ class ErrorCode(StrEnum):
     CONTAINER = "ERR_CONTAINER"
     HTTP_REQUEST = "ERR_HTTP_REQUEST"
     INVALID_TASK = "ERR_INVALID_TASK"
+    ARTIFACT_DOWNLOAD = "ERR_ARTIFACT_DOWNLOAD"
+    """A dependent artifact could not be fetched or verified: the script did not run."""
+    ARTIFACT_UPLOAD = "ERR_ARTIFACT_UPLOAD"
+    """The task's artifacts could not be selected or uploaded after its script succeeded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +62,25 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
-    """An artifact uploaded for the attempt, as the artifact service described it."""
+    """An artifact stored by the Queen's artifact service, as that service described it (Artifact):
+    one the attempt uploaded, or one it downloaded. Fields the service left empty stay empty."""
 
     id: str
     name: str
     sha256: str = ""
     content_length: int = 0
     content_type: str = ""
+    bucket: str = ""
+    key: str = ""
+    job_request_id: int = 0
+    job_execution_id: str = ""
+    task_execution_id: str = ""
+    task_type: str = ""
+    organization_id: str = ""
+    user_id: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    create_time: datetime | None = None
+    expiry_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

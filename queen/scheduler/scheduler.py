@@ -83,7 +83,23 @@ class Scheduler:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             except TimeoutError:
-                pass
+                await self._adopt_orphans()
+
+    async def _adopt_orphans(self) -> None:
+        """The safety net: a running request whose supervisor is gone (it crashed) gets a new one."""
+        try:
+            async with self._db.transaction() as session:
+                unfinished = await requests.non_terminal_requests(session)
+        except Exception:
+            log.exception("orphan_sweep_failed")
+            return
+        for request in unfinished:
+            if request.job_state in (
+                JobState.STARTED,
+                JobState.EXECUTING,
+            ) and not self._supervisors.supervises(request.id):
+                log.warning("orphan_request_adopted", job_request_id=request.id)
+                self._supervisors.launch(request.id)
 
     async def run_once(self, now: datetime | None = None) -> float | None:
         """One pass; returns seconds until the next future `scheduled_at` (None if there is none)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +67,8 @@ class SupervisorDeps:
     notifier: ChangeNotifier
     # How long beyond a task's own timeout the Queen waits for the Ant to report it before giving up.
     timeout_grace: timedelta = timedelta(seconds=30)
+    # Told (task execution id, task type, retry) once an attempt's result is committed (log archive).
+    attempt_finished: Callable[[str, str, int], None] = lambda _id, _type, _retry: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,6 +554,7 @@ class JobSupervisor:
             await self._apply(session, task, record, decision, now=now)
         if attempt.dispatch is not None:
             await attempt.dispatch.ack()
+            self.deps.attempt_finished(attempt.record.id, task.task_type, attempt.record.retried)
         self.announce()
         if decision.step is Step.RESTART_JOB and decision.delay > timedelta(0):
             # not durable: a Queen restart during this delay restarts the job at once

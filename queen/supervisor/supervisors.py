@@ -30,6 +30,9 @@ class Supervisors:
     def active(self) -> int:
         return len(self._running)
 
+    def supervises(self, request_id: int) -> bool:
+        return request_id in self._running
+
     def launch(self, request_id: int) -> None:
         """Start supervising a request (READY, STARTED, EXECUTING or PAUSED-being-resumed)."""
         if self._closing or request_id in self._running:

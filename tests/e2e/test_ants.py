@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from formicary.v1 import artifact_service_pb2
 from tests.e2e.conftest import REPO, TERMINAL, Client, free_port, state_of, tasks_of
 from tests.fixtures.processes import start_ant, start_queen
 from tests.fixtures.waiting import assert_eventually
@@ -24,7 +25,9 @@ def _stub_tools(folder: Path) -> dict[str, str]:
     provides them (the product does not pretend); they write the files the real tools would."""
     folder.mkdir(parents=True, exist_ok=True)
     scripts = {
-        "go": '#!/bin/sh\n# go build -o NAME ...\nprintf "#!/bin/sh\\necho my-app\\n" > "$3"\nchmod +x "$3"\n',
+        "go": (
+            '#!/bin/sh\n# go build -o NAME ...\nprintf \'#!/bin/sh\\necho my-app\\n\' > "$3"\nchmod +x "$3"\n'
+        ),
         "gosec": "#!/bin/sh\necho '{\"runs\": []}' > gosec-report.sarif\n",
     }
     for name, body in scripts.items():
@@ -67,6 +70,23 @@ async def test_both_playbooks_run_to_their_gates_with_local_fallback(tmp_path: P
         by_type = {task.task_type: task for task in dr.execution.tasks}
         assert by_type["check-primary-status"].exit_code == "1"
         assert any("local fallback" in w for w in by_type["provision-secondary-infra"].warnings)
+
+        # each attempt's console log is kept as a LOG artifact
+        async def provision_log() -> bytes:
+            listed = await client.artifacts.ListArtifacts(
+                artifact_service_pb2.ListArtifactsRequest(
+                    job_request_id=failover, task_type="provision-secondary-infra"
+                )
+            )
+            logs = [a for a in listed.artifacts if a.name == "provision-secondary-infra.log"]
+            if not logs:
+                return b""
+            call = client.artifacts.DownloadArtifact(
+                artifact_service_pb2.DownloadArtifactRequest(artifact_id=logs[0].id)
+            )
+            return b"".join([part.chunk async for part in call])
+
+        assert b"Terraform apply complete." in await assert_eventually(provision_log)
 
         ci = await client.wait_for(cicd, at_gate, timeout=90)
         assert state_of(ci) == "MANUAL_APPROVAL_REQUIRED", (tasks_of(ci), ci.error_message)

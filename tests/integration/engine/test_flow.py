@@ -327,3 +327,42 @@ async def test_cron_creates_exactly_one_request_per_fire_time(engine: Engine) ->
         "cron:nightly:2026-11-27T02:00:00+00:00",
     ]
     assert upcoming == datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+async def test_job_timeout_stops_the_job_and_runs_always_run(engine: Engine) -> None:
+    tasks = shell("long", "on_completed: next") + shell("next") + shell("cleanup", "always_run: true")
+    await engine.upload(job("jobtimeout", tasks, header="timeout: 200ms\n"))
+    engine.dispatcher.then("long", asyncio.Event())  # never finishes by itself
+    details = await engine.wait_for(await engine.submit("jobtimeout"), *DONE)
+    assert details.request.job_state is JobState.FAILED
+    assert details.request.error_code == "ERR_JOB_TIMEOUT"
+    assert engine.dispatcher.ran() == ["long", "cleanup"]
+    assert engine.task_states(details) == {"long": "FAILED", "cleanup": "COMPLETED"}
+
+
+async def test_except_skips_a_task(engine: Engine) -> None:
+    tasks = shell("maybe", "except: \"{{ env == 'prod' }}\"\non_completed: after") + shell("after")
+    await engine.upload(job("except", tasks))
+    details = await engine.wait_for(await engine.submit("except", env="prod"), *DONE)
+    assert details.request.job_state is JobState.COMPLETED
+    assert engine.task_states(details) == {"maybe": "SKIPPED", "after": "COMPLETED"}
+    assert {t.task_type: t.exit_code for t in details.tasks}["maybe"] == "SKIPPED"
+    assert engine.dispatcher.ran() == ["after"]
+
+
+async def test_the_sweep_adopts_a_running_request_whose_supervisor_died(engine: Engine) -> None:
+    await engine.upload(job("orphan", shell("hold", "on_completed: after") + shell("after")))
+    gate = asyncio.Event()
+    engine.dispatcher.then("hold", gate)
+    request_id = await engine.submit("orphan")
+    await asyncio.wait_for(engine.dispatcher.started.wait(), 10)
+    # the supervisor dies (as a bug would kill it): the request stays EXECUTING with nobody driving it
+    _, task = engine.supervisors._running[request_id]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not engine.supervisors.supervises(request_id)
+    gate.set()
+    await engine.scheduler._adopt_orphans()
+    details = await engine.wait_for(request_id, *DONE)
+    assert details.request.job_state is JobState.COMPLETED
+    assert engine.dispatcher.ran()[-1] == "after"
