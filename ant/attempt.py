@@ -1,5 +1,9 @@
 """Running one task attempt around its executor: a fresh directory, dependencies in, the executor,
-artifacts out, secrets masked, timings filled, the directory removed."""
+artifacts out, secrets masked, timings filled, the directory removed.
+
+The artifact rules (what is downloaded and uploaded, when, and what a failure does) are described in
+`ant.artifacts`. A cancel stops a transfer in progress: the attempt then ends CANCELLED.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,39 @@ import asyncio
 import re
 import secrets
 import shutil
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from structlog.typing import FilteringBoundLogger
 
-from ant.artifacts import ArtifactTransfer, TransferOutcome
+from ant.artifacts import ArtifactOwner, ArtifactTransfer, TransferOutcome
+from ant.errors import ArtifactTransferError
 from ant.executors.context import ExecutionContext, LogSink, LogStream
 from ant.executors.lines import split_long_line
 from ant.executors.registry import ExecutorRegistry
-from ant.executors.result import EXIT_CODE_FAILED, ErrorCode, ExecutionResult, ExecutionStatus
+from ant.executors.result import EXIT_CODE_FAILED, ArtifactRef, ErrorCode, ExecutionResult, ExecutionStatus
 from ant.executors.spec import TaskSpec
 from ant.redaction import MIN_SECRET_LENGTH, Redactor
 
 __all__ = ["AttemptRequest", "AttemptRunner", "RedactingSink"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_T = TypeVar("_T")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Phase:
+    """What an artifact phase moved, and when it ended (None: it did not happen)."""
+
+    outcome: TransferOutcome = field(default_factory=TransferOutcome)
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +56,8 @@ class AttemptRequest:
     report_stdout: bool = False
     dependent_artifact_ids: tuple[str, ...] = ()
     artifact_paths: tuple[str, ...] = ()
+    artifact_retention: timedelta | None = None
+    """How long the Queen keeps the uploaded artifacts; None: its default."""
     traceparent: str = ""
     receive_time: datetime = field(default_factory=_now)
     ignored_options: tuple[str, ...] = ()
@@ -106,33 +124,7 @@ class AttemptRunner:
             await asyncio.to_thread(_fresh_directory, work_dir)
             for ignored in request.ignored_options:
                 await sink.emit(LogStream.SYSTEM, f"warning: {ignored}")
-            download = await self._artifacts.download(request.dependent_artifact_ids, work_dir)
-            downloaded_at = _now() if request.dependent_artifact_ids else None
-            for warning in download.warnings:
-                await sink.emit(LogStream.SYSTEM, f"warning: {warning}")
-            result = await self._execute(spec, sink, cancel, work_dir, log)
-            upload = TransferOutcome()
-            uploaded_at = None
-            if request.artifact_paths:
-                upload = await self._artifacts.upload(
-                    request.artifact_paths, work_dir, task_execution_id=spec.task_execution_id
-                )
-                uploaded_at = _now()
-                for warning in upload.warnings:
-                    await sink.emit(LogStream.SYSTEM, f"warning: {warning}")
-            result = replace(
-                result,
-                warnings=(*request.ignored_options, *download.warnings, *result.warnings, *upload.warnings),
-                artifacts=(*result.artifacts, *upload.artifacts),
-                cost_factor=spec.cost_factor or self._cost_factor,
-                timings=replace(
-                    result.timings,
-                    receive_time=request.receive_time,
-                    dependencies_download_time=downloaded_at,
-                    artifacts_upload_time=uploaded_at,
-                    finish_time=_now(),
-                ),
-            )
+            result = await self._run_in(work_dir, request, sink, cancel, log)
         except OSError as exc:
             log.error("attempt_directory_failed", error=str(exc))
             result = _broken(f"cannot prepare the task's directory {work_dir}: {exc}", request)
@@ -146,6 +138,100 @@ class AttemptRunner:
             error_code=result.error_code,
         )
         return _redacted(result, redact)
+
+    async def _run_in(
+        self,
+        work_dir: Path,
+        request: AttemptRequest,
+        sink: LogSink,
+        cancel: asyncio.Event,
+        log: FilteringBoundLogger,
+    ) -> ExecutionResult:
+        """Dependencies in, the executor, artifacts out, in the attempt's (fresh) directory."""
+        download = _Phase()
+        if request.dependent_artifact_ids:
+            try:
+                fetched = await _unless_cancelled(
+                    self._artifacts.download(request.dependent_artifact_ids, work_dir), cancel
+                )
+            except ArtifactTransferError as exc:
+                log.warning("dependencies_download_failed", error=str(exc), artifact=exc.artifact)
+                await sink.emit(LogStream.SYSTEM, f"error: {exc}")
+                return self._finished(request, _transfer_failed(exc, "the script did not run"))
+            if fetched is None:
+                return self._finished(request, _cancelled("while its dependencies were downloaded"))
+            download = _Phase(fetched, _now())
+            for artifact in fetched.artifacts:
+                await sink.emit(LogStream.SYSTEM, f"artifact {_describe(artifact)} downloaded")
+            await _emit_warnings(sink, fetched)
+
+        result = await self._execute(request.spec, sink, cancel, work_dir, log)
+        result, upload = await self._upload(request, result, work_dir, sink, cancel, log)
+        return self._finished(
+            request,
+            replace(
+                result,
+                warnings=(*download.outcome.warnings, *result.warnings, *upload.outcome.warnings),
+                artifacts=(*result.artifacts, *upload.outcome.artifacts),
+                timings=replace(
+                    result.timings,
+                    dependencies_download_time=download.at,
+                    artifacts_upload_time=upload.at,
+                ),
+            ),
+        )
+
+    async def _upload(
+        self,
+        request: AttemptRequest,
+        result: ExecutionResult,
+        work_dir: Path,
+        sink: LogSink,
+        cancel: asyncio.Event,
+        log: FilteringBoundLogger,
+    ) -> tuple[ExecutionResult, _Phase]:
+        """Upload the task's artifacts after a COMPLETED or FAILED script; the result as it then is."""
+        if not request.artifact_paths:
+            return result, _Phase()
+        if result.status is ExecutionStatus.CANCELLED:
+            skipped = TransferOutcome(warnings=("artifacts were not uploaded: the task was cancelled",))
+            await _emit_warnings(sink, skipped)
+            return result, _Phase(skipped)
+        spec = request.spec
+        owner = ArtifactOwner(
+            job_request_id=spec.job_request_id,
+            task_execution_id=spec.task_execution_id,
+            task_type=spec.task_type,
+            retention=request.artifact_retention,
+        )
+        try:
+            stored = await _unless_cancelled(
+                self._artifacts.upload(request.artifact_paths, work_dir, owner=owner), cancel
+            )
+        except ArtifactTransferError as exc:
+            log.warning("artifacts_upload_failed", error=str(exc), artifact=exc.artifact)
+            await sink.emit(LogStream.SYSTEM, f"error: {exc}")
+            if result.succeeded:
+                return _transfer_failed(exc, "the script succeeded", base=result), _Phase()
+            # The script's own failure is the story; the missing artifacts are a footnote to it.
+            return replace(
+                result, warnings=(*result.warnings, f"artifacts were not uploaded: {exc}")
+            ), _Phase()
+        if stored is None:
+            return _cancelled("while its artifacts were uploaded", base=result), _Phase()
+        for artifact in stored.artifacts:
+            await sink.emit(LogStream.SYSTEM, f"artifact {_describe(artifact)} uploaded")
+        await _emit_warnings(sink, stored)
+        return result, _Phase(stored, _now())
+
+    def _finished(self, request: AttemptRequest, result: ExecutionResult) -> ExecutionResult:
+        """The result with what every attempt reports: the options ignored, cost factor, timings."""
+        return replace(
+            result,
+            warnings=(*request.ignored_options, *result.warnings),
+            cost_factor=request.spec.cost_factor or self._cost_factor,
+            timings=replace(result.timings, receive_time=request.receive_time, finish_time=_now()),
+        )
 
     async def _execute(
         self, spec: TaskSpec, sink: LogSink, cancel: asyncio.Event, work_dir: Path, log: FilteringBoundLogger
@@ -171,6 +257,57 @@ class AttemptRunner:
                 error_code=ErrorCode.EXECUTOR,
                 error_message=f"the {spec.method} executor failed: {type(exc).__name__}: {exc}",
             )
+
+
+async def _unless_cancelled(work: Awaitable[_T], cancel: asyncio.Event) -> _T | None:
+    """`work`'s result, or None once `cancel` is set first (`work` is then cancelled and awaited)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # let it clean up (e.g. delete half a set of uploads)
+    if task.cancelled():
+        return None
+    return task.result()
+
+
+async def _emit_warnings(sink: LogSink, outcome: TransferOutcome) -> None:
+    for warning in outcome.warnings:
+        await sink.emit(LogStream.SYSTEM, f"warning: {warning}")
+
+
+def _describe(artifact: ArtifactRef) -> str:
+    return f"{artifact.name} ({artifact.content_length} bytes, sha256 {artifact.sha256[:12]})"
+
+
+def _transfer_failed(
+    error: ArtifactTransferError, context: str, *, base: ExecutionResult | None = None
+) -> ExecutionResult:
+    """FAILED with the transfer's error code; `base` (the script's result) keeps its output and contexts."""
+    return replace(
+        base or ExecutionResult(status=ExecutionStatus.FAILED, exit_code=EXIT_CODE_FAILED),
+        status=ExecutionStatus.FAILED,
+        # Not the script's "0": an on_exit_code route for success must not be taken.
+        exit_code=EXIT_CODE_FAILED,
+        error_code=error.error_code,
+        error_message=f"{error} ({context})",
+        artifacts=(),
+    )
+
+
+def _cancelled(moment: str, *, base: ExecutionResult | None = None) -> ExecutionResult:
+    return replace(
+        base or ExecutionResult(status=ExecutionStatus.CANCELLED, exit_code=EXIT_CODE_FAILED),
+        status=ExecutionStatus.CANCELLED,
+        exit_code=EXIT_CODE_FAILED,
+        error_code=ErrorCode.TASK_CANCELLED,
+        error_message=f"the task was cancelled {moment}",
+        artifacts=(),
+    )
 
 
 def _directory_name(request: AttemptRequest) -> str:

@@ -228,6 +228,7 @@ class JobSupervisor:
                 return False
             tasks = await executions.task_executions_of(session, execution.id)
         self._request, self._job, self._execution = request, job, execution
+        self._wait_reason = request.wait_reason
         self._tasks = {t.task_type: t for t in tasks}
         self._cursor = Cursor.from_json(execution.cursor, job.first_task.task_type)
         if job.timeout is not None and request.started_at is not None:
@@ -387,16 +388,19 @@ class JobSupervisor:
         record = self._tasks.get(task.task_type)
         if record is not None:
             return record
-        job = self._require_job()
         async with self.deps.db.transaction() as session:
-            record = await executions.create_task_execution(
-                session,
-                self._require_execution().id,
-                task.task_type,
-                method=task.method.value,
-                task_order=[t.task_type for t in job.tasks].index(task.task_type),
-                allow_failure=task.allow_failure,
-            )
+            return await self._create_task_record(session, task)
+
+    async def _create_task_record(self, session: AsyncSession, task: TaskDefinition) -> TaskExecutionRecord:
+        job = self._require_job()
+        record = await executions.create_task_execution(
+            session,
+            self._require_execution().id,
+            task.task_type,
+            method=task.method.value,
+            task_order=[t.task_type for t in job.tasks].index(task.task_type),
+            allow_failure=task.allow_failure,
+        )
         self._tasks[task.task_type] = record
         return record
 
@@ -614,6 +618,10 @@ class JobSupervisor:
                 await self._save_cursor_in(
                     session, Cursor(decision.task_type, self._cursor.ending, self._cursor.reuse_from)
                 )
+                following = job.task(decision.task_type)
+                if following is not None and decision.task_type not in self._tasks:
+                    # created with the decision: one transaction fewer on the dispatch path
+                    await self._create_task_record(session, following)
             case Step.RETRY_TASK | Step.REPEAT_TASK:
                 retried = record.retried + (1 if decision.step is Step.RETRY_TASK else 0)
                 record = await executions.transition_task(
