@@ -24,7 +24,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from formicary.v1 import ant_service_pb2, log_line_pb2
 from queen.ants._convert import task_report
-from queen.ants.session import AntSession, Dispatch, EventKind, StreamEnd, StreamHandle
+from queen.ants.session import AntSession, Dispatch, DispatchEvent, EventKind, StreamEnd, StreamHandle
 from queen.domain.job_definition import TaskMethod
 from queen.domain.states import TaskState
 from queen.domain.work import TaskReport, TaskWork
@@ -33,6 +33,7 @@ from queen.supervisor.dispatch import DispatchOutcome, DispatchProgress
 __all__ = ["ERR_ANT_LOST", "AntRegistry", "AntSnapshot", "LogSink", "RegistrationError"]
 
 ERR_ANT_LOST = "ERR_ANT_LOST"
+_WAIT_REPORT_DELAY = 0.5
 
 
 class LogSink(Protocol):
@@ -171,9 +172,7 @@ class AntRegistry:
         dispatch = Dispatch(work)
         self._pending.append(dispatch)
         self._pump()
-        if not dispatch.events.qsize():
-            await progress.waiting(self._wait_reason(work))
-        return await self._follow(dispatch, progress)
+        return await self._follow(dispatch, progress, report_wait_after=_WAIT_REPORT_DELAY)
 
     async def reattach(self, work: TaskWork, ant_id: str, progress: DispatchProgress) -> DispatchOutcome:
         dispatch = Dispatch(work, accepted=True)
@@ -200,11 +199,25 @@ class AntRegistry:
             del self._reattach[task_execution_id]
             waiting.dispatch.finish(DispatchOutcome(TaskReport(TaskState.CANCELLED, error_message=reason)))
 
-    async def _follow(self, dispatch: Dispatch, progress: DispatchProgress) -> DispatchOutcome:
-        """Relay the dispatch's events to `progress` in order, until its outcome."""
+    async def _follow(
+        self, dispatch: Dispatch, progress: DispatchProgress, *, report_wait_after: float | None = None
+    ) -> DispatchOutcome:
+        """Relay the dispatch's events to `progress` in order, until its outcome.
+
+        A wait for a slot is reported only if it lasts `report_wait_after` seconds: a slot usually frees
+        within milliseconds, and writing the reason (and clearing it) would cost two transactions.
+        """
         try:
+            early: DispatchEvent | None = None
+            if report_wait_after is not None and dispatch.events.empty():
+                try:
+                    async with asyncio.timeout(report_wait_after):
+                        early = await dispatch.events.get()
+                except TimeoutError:
+                    await progress.waiting(self._wait_reason(dispatch.work))
             while True:
-                event = await dispatch.events.get()
+                event = early if early is not None else await dispatch.events.get()
+                early = None
                 match event.kind:
                     case EventKind.DISPATCHED:
                         await progress.dispatched(event.ant_id, event.ant_host)

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain import flow
-from queen.domain.errors import InvalidArgument
+from queen.domain.errors import InvalidArgument, InvalidTransition
 from queen.domain.flow import Decision, Step, TaskOutcome
 from queen.domain.job_definition import JobDefinition, TaskDefinition, TaskMethod
 from queen.domain.states import JobState, TaskState
@@ -216,6 +216,14 @@ class JobSupervisor:
 
     async def _load(self) -> bool:
         """Read the request, its definition and execution; move it to EXECUTING. False if not runnable."""
+        try:
+            return await self._load_and_start()
+        except InvalidTransition:
+            # the request moved on between the launch and now (e.g. a user cancelled it): nothing to do
+            log.info("supervisor_not_needed", job_request_id=self.request_id)
+            return False
+
+    async def _load_and_start(self) -> bool:
         async with self.deps.db.transaction() as session:
             request = await requests.get_request(session, self.request_id)
             definition_record = await definitions.get_definition(session, request.job_definition_id)
