@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
-from ant.errors import ArtifactDownloadError, ArtifactUploadError
+from ant.artifacts import ArtifactDownloadError, ArtifactUploadError
 
 __all__ = [
     "MAX_FILES",

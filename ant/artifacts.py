@@ -16,7 +16,9 @@ What happens, and when (the attempt runner applies it, see `ant.attempt`):
   (best effort) and the response lists none. Such a failure fails a task whose script succeeded with
   ERR_ARTIFACT_UPLOAD; a task that had already failed keeps its own error and gets a warning instead.
 - Paths are relative to the attempt's directory: the SHELL task's working directory (unless its
-  definition sets `working_dir`) and the /workspace of DOCKER containers.
+  definition sets `working_dir`) and the /workspace of DOCKER containers. KUBERNETES pods have a
+  /workspace of their own (see `ant.executors.kubernetes`): nothing reaches or leaves it yet, so their
+  artifact paths match nothing (a warning); with `--local-fallback` they run with SHELL and do transfer.
 """
 
 from __future__ import annotations
@@ -25,11 +27,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
-from ant.executors.result import ArtifactRef
+from ant.errors import AntError
+from ant.executors.result import ArtifactRef, ErrorCode
 
-__all__ = ["ArtifactOwner", "ArtifactTransfer", "TransferOutcome"]
+__all__ = [
+    "ArtifactDownloadError",
+    "ArtifactOwner",
+    "ArtifactTransfer",
+    "ArtifactTransferError",
+    "ArtifactUploadError",
+    "TransferOutcome",
+]
+
+
+class ArtifactTransferError(AntError):
+    """Moving artifacts between the Queen and an attempt's directory failed; the attempt fails with
+    `error_code` and this message. `artifact` names what failed (an artifact id or name, or a path
+    pattern); `status` is the gRPC status code's name when the Queen answered with one, else ""."""
+
+    error_code: ClassVar[ErrorCode]
+
+    def __init__(self, message: str, *, artifact: str = "", status: str = "") -> None:
+        super().__init__(message)
+        self.artifact = artifact
+        self.status = status
+
+
+class ArtifactDownloadError(ArtifactTransferError):
+    """A dependent artifact is missing, unreadable, unsafe to write, or not what the Queen described."""
+
+    error_code = ErrorCode.ARTIFACT_DOWNLOAD
+
+
+class ArtifactUploadError(ArtifactTransferError):
+    """The task's artifacts could not be selected (a path leaving the directory, too many files) or one
+    of them could not be uploaded."""
+
+    error_code = ErrorCode.ARTIFACT_UPLOAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +91,7 @@ class ArtifactOwner:
 class ArtifactTransfer(Protocol):
     """Brings dependencies into an attempt's directory before it runs and uploads its artifacts after.
 
-    Both raise `ant.errors.ArtifactTransferError` subclasses for failures that fail the task.
+    Both raise `ArtifactTransferError` subclasses for failures that fail the task.
     """
 
     async def download(self, artifact_ids: Sequence[str], destination: Path) -> TransferOutcome:

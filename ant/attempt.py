@@ -19,8 +19,7 @@ from typing import TypeVar
 
 from structlog.typing import FilteringBoundLogger
 
-from ant.artifacts import ArtifactOwner, ArtifactTransfer, TransferOutcome
-from ant.errors import ArtifactTransferError
+from ant.artifacts import ArtifactOwner, ArtifactTransfer, ArtifactTransferError, TransferOutcome
 from ant.executors.context import ExecutionContext, LogSink, LogStream
 from ant.executors.lines import split_long_line
 from ant.executors.registry import ExecutorRegistry
@@ -166,7 +165,9 @@ class AttemptRunner:
             await _emit_warnings(sink, fetched)
 
         result = await self._execute(request.spec, sink, cancel, work_dir, log)
-        result, upload = await self._upload(request, result, work_dir, sink, cancel, log)
+        result, upload = await self._upload(
+            request, result, work_dir=work_dir, sink=sink, cancel=cancel, log=log
+        )
         return self._finished(
             request,
             replace(
@@ -185,6 +186,7 @@ class AttemptRunner:
         self,
         request: AttemptRequest,
         result: ExecutionResult,
+        *,
         work_dir: Path,
         sink: LogSink,
         cancel: asyncio.Event,

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from ant.executors.result import ErrorCode
-
 __all__ = [
     "AntError",
     "AntIdConflict",
-    "ArtifactDownloadError",
-    "ArtifactTransferError",
-    "ArtifactUploadError",
     "ConfigurationError",
     "QueenRefused",
 ]
@@ -48,29 +41,3 @@ class AntIdConflict(AntError):
         )
         self.ant_id = ant_id
         self.details = details
-
-
-class ArtifactTransferError(AntError):
-    """Moving artifacts between the Queen and an attempt's directory failed; the attempt fails with
-    `error_code` and this message. `artifact` names what failed (an artifact id or name, or a path
-    pattern); `status` is the gRPC status code's name when the Queen answered with one, else ""."""
-
-    error_code: ClassVar[ErrorCode]
-
-    def __init__(self, message: str, *, artifact: str = "", status: str = "") -> None:
-        super().__init__(message)
-        self.artifact = artifact
-        self.status = status
-
-
-class ArtifactDownloadError(ArtifactTransferError):
-    """A dependent artifact is missing, unreadable, unsafe to write, or not what the Queen described."""
-
-    error_code = ErrorCode.ARTIFACT_DOWNLOAD
-
-
-class ArtifactUploadError(ArtifactTransferError):
-    """The task's artifacts could not be selected (a path leaving the directory, too many files) or one
-    of them could not be uploaded."""
-
-    error_code = ErrorCode.ARTIFACT_UPLOAD

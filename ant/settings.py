@@ -145,6 +145,23 @@ class AntSettings(BaseSettings):
     kubernetes_poll_interval: timedelta = Field(
         default=timedelta(seconds=1), description="How often a KUBERNETES task's pod is checked."
     )
+    artifact_transfer_timeout: timedelta = Field(
+        default=timedelta(hours=1),
+        gt=timedelta(0),
+        description="Deadline of one artifact upload or download (one file, the whole of it).",
+    )
+    artifact_stall_timeout: timedelta = Field(
+        default=timedelta(seconds=60),
+        gt=timedelta(0),
+        description="An artifact upload or download in which nothing moved for this long fails; also the "
+        "time limit of deleting the artifacts of a failed upload.",
+    )
+    artifact_reconnect_timeout: timedelta = Field(
+        default=timedelta(seconds=60),
+        gt=timedelta(0),
+        description="How long an artifact transfer waits for the Ant's connection to the Queen while it "
+        "reconnects before the transfer fails.",
+    )
 
     @field_validator("tags", mode="before")
     @classmethod

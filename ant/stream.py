@@ -18,11 +18,14 @@ This module implements the Ant side of the protocol specified in `protos/formica
   Queen's `last_log_sequence`; lines no longer kept are reported as lost in a SYSTEM line.
 - The session and the held tasks live only in this process: an Ant that restarts registers afresh and
   the Queen fails the old session's tasks (section 2); a reconnecting Ant resumes.
+- Artifact bytes travel on ArtifactService calls on the channel of the current connection (OVERVIEW),
+  with the same credential: `artifact_channel()` hands it to `ant.artifact_transfer`, once the Queen
+  has registered the Ant; while the Ant reconnects, transfers wait for the next channel.
 
-Not implemented (said here so nobody relies on it): TLS channels (plaintext only); artifact transfer
-(see `ant.artifacts`); continuing the job's trace from `traceparent` (the value is kept on the
-attempt, no span is started); throttling free_slots on disk or load pressure; Registered.config and
-ping_interval are read but not used (the Ant only answers pings).
+Not implemented (said here so nobody relies on it): TLS channels (plaintext only); continuing the job's
+trace from `traceparent` (the value is kept on the attempt, no span is started); throttling free_slots
+on disk or load pressure; Registered.config and ping_interval are read but not used (the Ant only
+answers pings).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from structlog.typing import FilteringBoundLogger
 
 from ant import _convert
 from ant._convert import InvalidTaskRequest, SessionTerms
-from ant.artifacts import ArtifactTransfer, UnavailableArtifactTransfer
+from ant.artifact_transfer import GrpcArtifactTransfer, TransferTimeouts
+from ant.artifacts import ArtifactTransfer
 from ant.attempt import AttemptRequest, AttemptRunner
 from ant.backoff import Backoff
 from ant.errors import AntError, AntIdConflict, QueenRefused
@@ -167,6 +171,9 @@ class AntClient:
     the Ant has left (after a Drain or `request_shutdown()`), and raises AntIdConflict when another
     process took over the ant_id, or QueenRefused when the Queen refused it and
     `refused_retry_interval` is 0.
+
+    Artifacts move over the Queen's ArtifactService on this client's channel (`GrpcArtifactTransfer`)
+    unless another `artifacts` transfer is given.
     """
 
     def __init__(
@@ -181,10 +188,22 @@ class AntClient:
         self._settings = settings
         self._executors = executors
         self._log: FilteringBoundLogger = (logger or structlog.get_logger("ant")).bind(ant_id=settings.ant_id)
+        self._channel: grpc.aio.Channel | None = None  # the current connection's, once registered
+        self._channel_ready = asyncio.Event()  # set exactly while _channel is not None
         self._runner = AttemptRunner(
             executors,
             work_root=Path(settings.work_dir),
-            artifacts=artifacts or UnavailableArtifactTransfer(),
+            artifacts=artifacts
+            or GrpcArtifactTransfer(
+                self.artifact_channel,
+                metadata=self._metadata(),
+                timeouts=TransferTimeouts(
+                    stall=settings.artifact_stall_timeout.total_seconds(),
+                    transfer=settings.artifact_transfer_timeout.total_seconds(),
+                    reconnect=settings.artifact_reconnect_timeout.total_seconds(),
+                ),
+                logger=self._log,
+            ),
             ant_id=settings.ant_id,
             host=settings.host,
             logger=self._log,
@@ -254,6 +273,20 @@ class AntClient:
         self._shutdown_requested.set()
         self._changed.set()
         self._request_heartbeat()
+
+    async def artifact_channel(self) -> grpc.aio.Channel:
+        """The channel of the current connection, once the Queen has registered the Ant on it; waits
+        (without limit: callers set their own) while the Ant connects or reconnects."""
+        while (channel := self._channel) is None:
+            await self._channel_ready.wait()
+        return channel
+
+    def _use_channel(self, channel: grpc.aio.Channel | None) -> None:
+        self._channel = channel
+        if channel is None:
+            self._channel_ready.clear()
+        else:
+            self._channel_ready.set()
 
     def status(self) -> AntStatus:
         return AntStatus(
@@ -408,6 +441,7 @@ class AntClient:
                 if first.WhichOneof("frame") != "registered":
                     log.error("queen_protocol_error", first_frame=first.WhichOneof("frame"))
                     return _End.RETRY
+                self._use_channel(channel)
                 return await self._serve(
                     call, out, number, _convert.session_from_proto(first.registered), log
                 )
@@ -417,6 +451,7 @@ class AntClient:
             except grpc.aio.AioRpcError as exc:
                 return self._stream_error(exc, log)
             finally:
+                self._use_channel(None)  # before the channel closes: no new transfer starts on it
                 out.close()
                 call.cancel()
 

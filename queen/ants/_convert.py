@@ -60,6 +60,8 @@ def task_request(work: TaskWork) -> task_pb2.TaskRequest:
         cost_factor=task.cost_factor,
     )
     options.artifacts.paths.extend(task.artifacts.paths)
+    if task.artifacts.expires_after is not None:
+        options.artifacts.retention_duration.FromTimedelta(task.artifacts.expires_after)
     if task.container is not None:
         options.main_container.image = task.container.image
     request = task_pb2.TaskRequest(

@@ -4,7 +4,7 @@ Use the repository modules by name (`definitions`, `requests`, `executions`, `ev
 takes the caller's `AsyncSession` first and never commits. They return the records of `records`.
 """
 
-from queen.store import definitions, events, executions, requests
+from queen.store import artifacts, definitions, events, executions, requests
 from queen.store.database import Database
 from queen.store.events import EventKind
 from queen.store.records import (
@@ -25,6 +25,7 @@ __all__ = [
     "JobExecutionRecord",
     "JobRequestRecord",
     "TaskExecutionRecord",
+    "artifacts",
     "definitions",
     "events",
     "executions",

@@ -32,11 +32,13 @@ from queen.store import (
     JobExecutionRecord,
     JobRequestRecord,
     TaskExecutionRecord,
+    artifacts,
     definitions,
     executions,
     requests,
 )
 from queen.store._clock import utc_now
+from queen.store.records import ArtifactKind
 from queen.supervisor.cursor import Cursor, Ending
 from queen.supervisor.dispatch import DispatchOutcome, TaskDispatcher
 
@@ -590,6 +592,7 @@ class JobSupervisor:
         contexts = dict(record.contexts)
         contexts.update(report.task_context)
         contexts.update(parse_set_output(report.stdout))
+        reported = await self._verified_artifacts(session, record, report) if report.artifacts else []
         return await executions.transition_task(
             session,
             record.id,
@@ -601,7 +604,7 @@ class JobSupervisor:
             error_message=report.error_message,
             failed_command=report.failed_command,
             contexts=contexts,
-            artifacts=list(report.artifacts),
+            artifacts=reported,
             stdout=list(report.stdout),
             warnings=list(report.warnings),
             ant_id=report.ant_id or record.ant_id,
@@ -610,6 +613,30 @@ class JobSupervisor:
             started_at=record.started_at or report.started_at or now,
             ended_at=report.ended_at or now,
         )
+
+    async def _verified_artifacts(
+        self, session: AsyncSession, record: TaskExecutionRecord, report: TaskReport
+    ) -> list[Mapping[str, object]]:
+        """Only the artifacts the Ant reports that really are this task's (later tasks download by id)."""
+        stored = await artifacts.list_artifacts(
+            session,
+            self._require_request().organization_id,
+            task_execution_id=record.id,
+            kind=ArtifactKind.TASK,
+            limit=10_000,
+        )
+        known = {artifact.id: artifact for artifact in stored}
+        kept: list[Mapping[str, object]] = [
+            dict(item) for item in report.artifacts if str(item.get("id", "")) in known
+        ]
+        if len(kept) != len(report.artifacts):
+            log.warning(
+                "artifacts_not_recorded",
+                task_execution_id=record.id,
+                reported=len(report.artifacts),
+                recorded=len(kept),
+            )
+        return kept
 
     async def _apply(
         self,

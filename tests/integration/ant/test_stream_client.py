@@ -181,6 +181,30 @@ async def test_the_bearer_credential_travels_as_metadata(tmp_path: Path) -> None
         assert stream.metadata["authorization"] == "Bearer tok"
 
 
+async def test_artifact_transfers_get_the_channel_of_the_registered_connection(tmp_path: Path) -> None:
+    registry = ExecutorRegistry({Method.SHELL: GatedExecutor()})
+    async with running_queen() as queen:
+        ant = AntClient(ant_settings(queen.address, tmp_path), registry)
+        async with ant:
+            first_stream = await queen.next_stream()
+            await first_stream.next("register")
+            first = asyncio.create_task(ant.artifact_channel())
+            done, _ = await asyncio.wait({first}, timeout=0.2)
+            assert not done  # not before the Queen registered the Ant
+            first_stream.send(registered("s1"))
+            channel = await asyncio.wait_for(first, 5)
+            assert isinstance(channel, grpc.aio.Channel)
+
+            first_stream.end(grpc.StatusCode.UNAVAILABLE, "restarting")
+            second_stream = await queen.next_stream()
+            await second_stream.next("register")
+            second = asyncio.create_task(ant.artifact_channel())
+            done, _ = await asyncio.wait({second}, timeout=0.2)
+            assert not done  # the old connection's channel is no longer handed out
+            second_stream.send(registered("s1", resumed=True))
+            assert await asyncio.wait_for(second, 5) is not channel
+
+
 async def test_flow_control_duplicates_and_new_attempts(tmp_path: Path) -> None:
     gated = GatedExecutor()
     registry = ExecutorRegistry({Method.SHELL: gated})

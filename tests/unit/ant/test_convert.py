@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from ant._convert import (
     InvalidTaskRequest,
+    artifact_from_proto,
     attempt_from_proto,
     heartbeat_frame,
     log_lines_frame,
@@ -17,7 +19,9 @@ from ant._convert import (
     register_frame,
     response_from_result,
     session_from_proto,
+    upload_metadata,
 )
+from ant.artifacts import ArtifactOwner
 from ant.attempt import AttemptRequest
 from ant.executors import (
     ArtifactRef,
@@ -332,3 +336,56 @@ def test_heartbeat_and_log_frames() -> None:
         (2, log_line_pb2.LOG_STREAM_SYSTEM, "b"),
     ]
     assert frame.lines[0].time.ToDatetime(tzinfo=UTC) == T0
+
+
+def test_artifact_retention_is_read_from_the_request() -> None:
+    request = full_request()
+    assert attempt_from_proto(request, receive_time=T0).artifact_retention is None
+    request.executor_opts.artifacts.retention_duration.FromTimedelta(timedelta(days=3))
+    assert attempt_from_proto(request, receive_time=T0).artifact_retention == timedelta(days=3)
+
+
+def test_a_stored_artifact_goes_back_into_the_response_as_the_queen_described_it() -> None:
+    stored = artifact_pb2.Artifact(
+        id="a-1",
+        name="out/report.txt",
+        kind=artifact_pb2.ARTIFACT_KIND_TASK,
+        bucket="artifacts",
+        key="org/42/build/a-1/out/report.txt",
+        sha256="ab" * 32,
+        content_length=12,
+        content_type="text/plain",
+        job_request_id=42,
+        job_execution_id="je-1",
+        task_execution_id="te-1",
+        task_type="build",
+        organization_id="org",
+        user_id="ant-1",
+        metadata={"git_sha": "3f2a"},
+    )
+    stored.create_time.FromDatetime(T0)
+    ref = artifact_from_proto(stored)
+    assert ref.create_time == T0
+    assert ref.expiry_time is None
+    result = ExecutionResult(status=ExecutionStatus.COMPLETED, exit_code="0", artifacts=(ref,))
+    response = response_from_result(_attempt(False), result, ant_id="a", host="h", tags=[])
+    assert list(response.artifacts) == [stored]
+
+
+def test_upload_metadata_describes_a_task_artifact() -> None:
+    owner = ArtifactOwner(job_request_id=42, task_execution_id="te-1", task_type="build")
+    first = upload_metadata("out/report.txt", owner, content_type="text/plain", content_length=12)
+    assert first.WhichOneof("content") == "metadata"
+    meta = first.metadata
+    assert (meta.name, meta.kind, meta.content_type) == (
+        "out/report.txt",
+        artifact_pb2.ARTIFACT_KIND_TASK,
+        "text/plain",
+    )
+    assert (meta.job_request_id, meta.task_execution_id, meta.task_type) == (42, "te-1", "build")
+    assert (meta.content_length, meta.sha256) == (12, "")  # the digest is checked on the answer
+    assert not meta.HasField("retention_duration")
+    kept = upload_metadata(
+        "x", replace(owner, retention=timedelta(hours=1)), content_type="", content_length=0
+    )
+    assert kept.metadata.retention_duration.ToTimedelta() == timedelta(hours=1)

@@ -18,7 +18,8 @@ SUPPORTED = {
     "local_fallback", "credential", "cost_factor", "register_timeout", "reconnect_initial_backoff",
     "reconnect_backoff_cap", "refused_retry_interval", "shutdown_grace", "ack_timeout", "log_flush_interval",
     "log_max_pending_lines", "log_resend_lines", "kill_grace", "after_script_timeout", "http_timeout",
-    "api_timeout", "kubernetes_namespace", "kubernetes_poll_interval",
+    "api_timeout", "kubernetes_namespace", "kubernetes_poll_interval", "artifact_transfer_timeout",
+    "artifact_stall_timeout", "artifact_reconnect_timeout",
 }  # fmt: skip
 
 
@@ -78,6 +79,7 @@ def test_options_as_the_cli_passes_them() -> None:
         {"capacity": 0},
         {"labels": "novalue"},
         {"log_flush_interval": timedelta(seconds=1)},
+        {"artifact_stall_timeout": timedelta(0)},
         {"nonsense": 1},
     ],
 )
