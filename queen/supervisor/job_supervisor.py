@@ -468,8 +468,15 @@ class JobSupervisor:
         self.announce()
 
     def _variables(
-        self, job: JobDefinition, task: TaskDefinition, record: TaskExecutionRecord
+        self,
+        job: JobDefinition,
+        task: TaskDefinition,
+        record: TaskExecutionRecord,
+        *,
+        with_builtins: bool = True,
     ) -> dict[str, Any]:
+        """The task's variables by precedence (templating.py); built-ins are for templates only, not sent
+        to the Ant (an HTTP task's body is its variables)."""
         request = self._require_request()
         outputs: dict[str, Any] = {}
         for earlier in sorted(self._tasks.values(), key=lambda t: t.ended_at or utc_now()):
@@ -477,19 +484,16 @@ class JobSupervisor:
                 outputs.update(
                     {k: v for k, v in earlier.contexts.items() if isinstance(v, str | int | float)}
                 )
-        layers: list[Mapping[str, Any]] = [
-            job.job_variables,
-            builtins(
+        built: Mapping[str, Any] = {}
+        if with_builtins:
+            built = builtins(
                 job_id=request.id,
                 job_type=request.job_type,
                 job_retry=request.retried,
                 task_type=task.task_type,
                 task_retry=record.retried,
-            ),
-            task.variables,
-            request.params,
-            outputs,
-        ]
+            )
+        layers: list[Mapping[str, Any]] = [job.job_variables, built, task.variables, request.params, outputs]
         merged: dict[str, Any] = {}
         for layer in layers:
             merged.update(layer)
@@ -512,7 +516,8 @@ class JobSupervisor:
             for artifact in earlier.artifacts
             if isinstance(artifact, Mapping)
         )
-        plain = {k: _as_text(v) for k, v in variables.items() if not isinstance(v, dict | list)}
+        sent = self._variables(job, task, record, with_builtins=False)
+        plain = {k: _as_text(v) for k, v in sent.items() if not isinstance(v, dict | list)}
         return TaskWork(
             job_request_id=request.id,
             job_definition_id=request.job_definition_id,
