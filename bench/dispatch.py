@@ -1,38 +1,44 @@
 """Dispatch benchmark of the embedded system: per-task cost, throughput and latency of SHELL `true` tasks.
 
 The Queen runs in this process (`Queen(QueenSettings(grpc_port=0, ...))`); the Ants are real child
-processes (`python -m sdk ant --methods SHELL ...`) on the real Ant stream over loopback, as
-`formicary dev` runs them. Work is submitted through the service layer
+processes (`python -m sdk ant --methods SHELL --log-level warning ...`) on the real Ant stream over
+loopback, as `formicary dev` runs its Ant. Work is submitted through the service layer
 (`queen.services.requests.submit(local_identity, Submission(...))`), so the figures include the
 scheduler, the supervisors, every database transaction, the stream and the Ant's shell executor, but
 no client-side gRPC hop.
 
-Workloads (each pass runs them on one database, with the baselines measured in the same pass):
+Workloads (a pass runs them on one database, with the baselines measured in the same pass):
 
 - w1       a 20-task chain (`on_completed`) of SHELL `true`, run `--runs` times (the first is a warm-up):
            median total and per task, beside the bare fork/exec of `true` (and of `bash -c true`, the
            floor of the Ant's shell executor) measured in the same pass.
 - w2       200 one-task requests submitted at once (`asyncio.gather`) over 2 Ants: tasks/s from the
            first submit to the last request's `ended_at`.
-- echo     a raw `grpc.aio` bidi echo (in process, loopback: round trip and pipelined messages/s)
-           beside the Ant stream itself, driven through `AntRegistry.run()` (the supervisor's
-           `TaskDispatcher` contract) with no database: dispatch -> TaskAccepted round trip, and
+- echo     a raw `grpc.aio` bidi echo (in process, loopback; round trip and pipelined messages/s) beside
+           the Ant stream itself, driven through `AntRegistry.run()` (the supervisor's `TaskDispatcher`
+           contract) with no database and no supervisor: dispatch -> TaskAccepted round trip, and
            tasks/s with many attempts in flight.
-- latency  submit -> first task EXECUTING (the task's `started_at`, set when the Ant's TaskAccepted is
-           committed, vs the request's `created_at`), p50/p99 over spaced-out single-task submissions,
-           with the stages taken from the request's event log.
+- latency  submit -> first task EXECUTING (`started_at`, set when the Ant's TaskAccepted is committed,
+           vs the request's `created_at`), p50/p99 over spaced-out single-task submissions, with the
+           stages read from the request's event log.
 
-Waiting is event-driven: a job's end is awaited on the Supervisors' `on_finished` hook (or, with
-`--observer notifier`, on `ChangeNotifier.next_change()` + a re-read per wake-up) and confirmed by
-reading the request. The hook is the default because a reader per wake-up adds a few database
-transactions per task, and on SQLite every transaction, reads included, takes the write lock
-(BEGIN IMMEDIATE): the observer would slow down what it measures.
+For w1, w2 and the stream, the pass also reports what each task cost: CPU of the Queen (this
+process), of the Ants and of the Ants' children (the shell), from /proc (Linux), and the database
+commits and statements per task (SQLAlchemy engine events).
 
-Figures are printed with ratios taken in the same pass (machines are noisy; ratios travel better),
-next to reference figures measured earlier on this machine (see REFERENCE below) and the targets.
+Waiting is event-driven, never a fixed sleep: by default a job's end is awaited on the Supervisors'
+`on_finished` hook and confirmed by one read; `--observer notifier` waits on
+`ChangeNotifier.next_change()` and re-reads the request at each wake-up, as a WatchJobRequest client
+does. The hook is the default because the re-reads add about one read transaction per task, and on
+SQLite every transaction, reads included, takes the write lock (BEGIN IMMEDIATE): that observer slows
+down what it measures.
+
+Figures are printed with ratios taken in the same pass (these machines are noisy; ratios travel
+better), beside reference figures measured earlier on this machine (`REFERENCE`) and the targets.
+`--profile-w1 FILE` runs cProfile over the measured W1 runs (figures are then inflated).
 
 Usage: .venv/bin/python bench/dispatch.py [--database sqlite|postgresql|both] [--postgres-url URL]
-       [--runs N] [--workload w1,w2,echo,latency] [--capacity N] [--profile-w1 FILE]
+       [--runs N] [--workload w1,w2,echo,latency] [--capacity N] [--observer hook|notifier]
 """
 
 from __future__ import annotations
@@ -41,10 +47,10 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import itertools
 import logging
 import os
 import platform
-import pstats
 import shutil
 import signal
 import socket
@@ -64,6 +70,7 @@ import grpc
 import psycopg
 import structlog
 from psycopg import sql
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from queen.app import Queen
@@ -73,7 +80,7 @@ from queen.domain.states import JobState, TaskState
 from queen.domain.work import TaskWork
 from queen.services.requests import RequestDetails, Submission
 from queen.settings import QueenSettings
-from queen.store import events
+from queen.store import EventRecord, events
 
 # ------------------------------------------------------------------------------------------ constants
 
@@ -82,10 +89,11 @@ W2_REQUESTS = 200
 W2_ANTS = 2
 SPAWNS = 200
 ECHO_ROUND_TRIPS = 5_000
-ECHO_PIPELINED = 50_000
-ECHO_PAYLOAD = bytes(256)  # about the size of a DispatchTask frame of a SHELL `true` task
+ECHO_PIPELINED = 30_000
+ECHO_PAYLOAD = bytes(256)  # about the size of the DispatchTask frame of a SHELL `true` task
 STREAM_ROUND_TRIPS = 200
 STREAM_PIPELINED = 400
+FRAMES_PER_TASK = 6  # DispatchTask, TaskAccepted, LogLines, TaskResult, ResultAck, Heartbeat
 LATENCY_SAMPLES = 100
 
 W1_JOB = "bench-w1-chain"
@@ -95,10 +103,12 @@ LATENCY_JOB = "bench-latency-one"
 ANT_READY_TIMEOUT = 30.0
 ANT_STOP_GRACE = 10.0
 JOB_TIMEOUT = 120.0
+W2_TIMEOUT = 600.0
 POSTGRES_READY_TIMEOUT = 30.0
 POSTGRES_BINDIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 
 TERMINAL = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+WORKLOADS = ("w1", "w2", "echo", "latency")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +136,7 @@ class BenchError(Exception):
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks (as numpy's default)."""
+    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -170,7 +180,7 @@ def one_task_definition(job_type: str) -> str:
 
 
 def shell_true_task() -> TaskDefinition:
-    """The task of a one-task definition, for dispatching straight through the registry."""
+    """The task of a one-task definition, to dispatch straight through the registry."""
     report = check_job_definition(one_task_definition("bench-stream"))
     if report.definition is None:
         raise BenchError(f"bench definition rejected: {report.problems}")
@@ -195,7 +205,7 @@ def seconds_between(start: datetime, end: datetime) -> float:
 
 
 def configure_logging(level: str) -> None:
-    """structlog for the Queen in this process: JSON on stderr from `level` up (entry points configure)."""
+    """structlog for the Queen in this process (entry points configure it): JSON on stderr from `level`."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -223,10 +233,10 @@ def postgres_bindir() -> Path:
 
 class PrivateCluster:
     """A throw-away PostgreSQL cluster: initdb in a temporary directory, the postmaster on a free loopback
-    port (run as the `postgres` user when we are root; the server refuses root), stopped by PID.
+    port (as the `postgres` user when we are root: the server refuses root), stopped by PID.
 
     `durable=True` keeps PostgreSQL's defaults (fsync, synchronous_commit): each commit waits for its WAL
-    flush, as in production. `durable=False` turns both off (test-suite settings).
+    flush, as in production. `durable=False` turns both off (the test suite's settings).
     """
 
     def __init__(self, root: Path, *, durable: bool) -> None:
@@ -235,7 +245,8 @@ class PrivateCluster:
         self._process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
-    def _as_postgres(self) -> dict[str, Any]:
+    @staticmethod
+    def _as_postgres() -> dict[str, Any]:
         return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
 
     def start(self) -> str:
@@ -260,15 +271,15 @@ class PrivateCluster:
         options = ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
         if not self._durable:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = (self._root / "postgres.log").open("wb")
-        # the postmaster itself (not `pg_ctl start`, which daemonises) so that its PID is known at once;
-        # a session of its own so that a Ctrl-C in the terminal reaches only us, and we stop it
-        self._process = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self._root), *options],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self._root,
-            start_new_session=True, **self._as_postgres(),
-        )  # fmt: skip
-        log.close()
+        with (self._root / "postgres.log").open("wb") as log:
+            # the postmaster itself (`pg_ctl start` daemonises) so that its PID is known at once; a session
+            # of its own so that a Ctrl-C in the terminal reaches only us, and we stop it
+            self._process = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self._root),
+                 *options],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self._root,
+                start_new_session=True, **self._as_postgres(),
+            )  # fmt: skip
         admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         deadline = time.monotonic() + POSTGRES_READY_TIMEOUT
         while True:
@@ -281,11 +292,11 @@ class PrivateCluster:
                     self.stop()
                     tail = (self._root / "postgres.log").read_text(errors="replace")[-2000:]
                     raise BenchError(f"PostgreSQL did not start: {exc}\n{tail}") from exc
-                time.sleep(0.05)  # start-up probe of a child process, not a measurement
+                time.sleep(0.05)  # a start-up probe of a child process, not part of any figure
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/formicary_bench"
 
     def stop(self) -> None:
-        """Fast shutdown (SIGINT), then SIGQUIT (immediate) if it is still there after 15 s."""
+        """Fast shutdown (SIGINT), then immediate (SIGQUIT) if it is still there after 15 s; by PID."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -299,8 +310,8 @@ class PrivateCluster:
 
 @contextlib.contextmanager
 def scratch_database(server_url: str) -> Iterator[str]:
-    """A fresh database `bench_<hex>` on the server of `server_url`, dropped afterwards; the given
-    database itself when we may not create one."""
+    """A fresh database `bench_<hex>` on the server of `server_url`, dropped afterwards (or the given
+    database itself when we may not create one)."""
     url = make_url(server_url)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     name = f"bench_{uuid.uuid4().hex[:12]}"
@@ -330,7 +341,7 @@ class AntChild:
     log_path: Path
 
     async def stop(self) -> None:
-        """SIGTERM (leave after running tasks), SIGKILL after the grace; by PID."""
+        """SIGTERM (leave once running tasks end), SIGKILL after the grace; by PID."""
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
@@ -359,7 +370,7 @@ class System:
             previous()
             self._finished.set()
 
-        # told when a supervisor ends: its job finished (or paused, or waits at a gate)
+        # called when a supervisor ends: its job finished (or paused, or waits at a gate)
         queen.supervisors.on_finished = finished
 
     async def start_ants(self, count: int, capacity: int) -> None:
@@ -384,9 +395,7 @@ class System:
         """Until every Ant is registered with free slots (a start-up probe, not part of any figure)."""
         deadline = time.monotonic() + ANT_READY_TIMEOUT
         while True:
-            ready = {
-                ant.ant_id for ant in self.queen.registry.snapshot() if ant.connected and ant.free_slots > 0
-            }
+            ready = {a.ant_id for a in self.queen.registry.snapshot() if a.connected and a.free_slots > 0}
             if ant_ids <= ready:
                 return
             for ant in self.ants:
@@ -411,42 +420,24 @@ class System:
         return await self.queen.services.requests.get(self.identity, request_id)
 
     async def wait_done(self, request_id: int) -> RequestDetails:
-        """The request once terminal (COMPLETED required)."""
+        """The request once terminal; BenchError unless it COMPLETED."""
         async with asyncio.timeout(JOB_TIMEOUT):
-            if self._observer == "notifier":
-                details = await self._wait_notified(request_id)
-            else:
-                details = await self._wait_hooked(request_id)
+            while True:
+                wake = self._next_wake(request_id)
+                details = await self.details(request_id)
+                if details.request.job_state in TERMINAL:
+                    break
+                await wake.wait()
         if details.request.job_state is not JobState.COMPLETED:
             raise BenchError(f"request {request_id} ended {details.request.job_state}: {details.request}")
         return details
 
-    async def _wait_hooked(self, request_id: int) -> RequestDetails:
-        while True:
-            self._finished.clear()
-            details = await self.details(request_id)
-            if details.request.job_state in TERMINAL:
-                return details
-            await self._finished.wait()
-
-    async def _wait_notified(self, request_id: int) -> RequestDetails:
-        while True:
-            change = self.queen.notifier.next_change(request_id)
-            details = await self.details(request_id)
-            if details.request.job_state in TERMINAL:
-                return details
-            await change.wait()
-
     async def wait_all_done(self, job_type: str, count: int) -> None:
         """Until `count` requests of `job_type` are terminal (one count query per wake-up)."""
         requests = self.queen.services.requests
-        async with asyncio.timeout(JOB_TIMEOUT):
+        async with asyncio.timeout(W2_TIMEOUT):
             while True:
-                if self._observer == "notifier":
-                    wake: asyncio.Event = self.queen.notifier.next_change_of_any()
-                else:
-                    self._finished.clear()
-                    wake = self._finished
+                wake = self._next_wake(None)
                 _, done = await requests.list_requests(
                     self.identity, job_type=job_type, states=TERMINAL, limit=1, offset=0
                 )
@@ -454,22 +445,82 @@ class System:
                     return
                 await wake.wait()
 
+    def _next_wake(self, request_id: int | None) -> asyncio.Event:
+        """The event to await after the next read (taken before it, so no change is missed)."""
+        if self._observer == "notifier":
+            notifier = self.queen.notifier
+            return notifier.next_change_of_any() if request_id is None else notifier.next_change(request_id)
+        self._finished.clear()
+        return self._finished
+
 
 @contextlib.asynccontextmanager
 async def running_system(
     database_url: str, data_dir: Path, *, ants: int, capacity: int, observer: str
 ) -> AsyncIterator[System]:
-    queen = Queen(QueenSettings(grpc_port=0, data_dir=data_dir, database_url=database_url))
+    queen = Queen(QueenSettings(grpc_port=0, http_port=0, data_dir=data_dir, database_url=database_url))
     await queen.start()
-    system = System(queen, data_dir / "ants", observer=observer)
     try:
-        await system.start_ants(ants, capacity)
-        yield system
-    finally:
+        system = System(queen, data_dir / "ants", observer=observer)
         try:
-            await system.stop_ants()
+            await system.start_ants(ants, capacity)
+            yield system
         finally:
-            await queen.stop()
+            await system.stop_ants()
+    finally:
+        await queen.stop()
+
+
+# ------------------------------------------------------------------------------------------ what a task costs
+
+
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(CPU of the process, CPU of its reaped children) in seconds, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks, (int(fields[13]) + int(fields[14])) / ticks
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the system spent per task over a window: CPU seconds and database round trips."""
+
+    queen_cpu: float  # this process: the Queen (and the bench, which waits on events)
+    ants_cpu: float  # the Ant processes (nan without /proc)
+    shell_cpu: float  # the Ants' reaped children: bash and `true` (nan without /proc)
+    commits: float
+    statements: float
+
+
+class Meter:
+    """Counts the Queen's commits and statements (SQLAlchemy engine events) and reads CPU times."""
+
+    def __init__(self, system: System) -> None:
+        self._system = system
+        self.commits = 0
+        self.statements = 0
+        engine = system.queen.db.engine.sync_engine
+        event.listen(engine, "commit", self._on_commit)
+        event.listen(engine, "before_cursor_execute", self._on_statement)
+
+    def _on_commit(self, *_: Any) -> None:
+        self.commits += 1
+
+    def _on_statement(self, *_: Any) -> None:
+        self.statements += 1
+
+    def reading(self) -> tuple[float, float, float, int, int]:
+        times = os.times()
+        ants = shell = float("nan")
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            cpu = [_proc_cpu(ant.process.pid) for ant in self._system.ants]
+            ants, shell = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
+        return times.user + times.system, ants, shell, self.commits, self.statements
+
+    def per_task(self, start: tuple[float, float, float, int, int], tasks: int) -> Usage:
+        end = self.reading()
+        queen, ants, shell, commits, statements = ((b - a) / tasks for a, b in zip(start, end, strict=True))
+        return Usage(queen, ants, shell, commits, statements)
 
 
 # ------------------------------------------------------------------------------------------ baselines
@@ -497,8 +548,8 @@ class Echo:
 async def measure_echo(round_trips: int, pipelined: int) -> Echo:
     """A raw `grpc.aio` bidi echo of bytes (no protobuf), server and client in this process, loopback."""
 
-    async def echo(request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        async for message in request_iterator:
+    async def echo(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async for message in requests:
             yield message
 
     handler = grpc.method_handlers_generic_handler(
@@ -510,7 +561,7 @@ async def measure_echo(round_trips: int, pipelined: int) -> Echo:
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            connect = channel.stream_stream("/bench.Echo/Echo")
+            connect: Any = channel.stream_stream("/bench.Echo/Echo")
             call: Any = connect()
             for _ in range(100):  # warm-up
                 await call.write(ECHO_PAYLOAD)
@@ -539,7 +590,7 @@ async def measure_echo(round_trips: int, pipelined: int) -> Echo:
             await writer
             await call.code()
     finally:
-        await server.stop(None)
+        await server.stop(1.0)  # graceful: an immediate stop makes grpc log a GOAWAY at INFO level
     return Echo(Summary.of(samples), pipelined / elapsed)
 
 
@@ -564,14 +615,16 @@ class _Timing:
 
 @dataclass(frozen=True, slots=True)
 class StreamFigures:
-    accept_round_trip: Summary  # dispatch -> TaskAccepted back on the Queen, one at a time (seconds)
+    accept_round_trip: Summary  # dispatch -> TaskAccepted back in the Queen, one at a time (seconds)
     result_round_trip: Summary  # dispatch -> TaskResult back (the Ant ran `true`), one at a time
     pipelined_per_s: float  # attempts/s with STREAM_PIPELINED in flight (the Ants' windows bound it)
+    usage: Usage  # per attempt, over the pipelined part
 
 
-async def measure_stream(queen: Queen, round_trips: int, pipelined: int) -> StreamFigures:
+async def measure_stream(system: System, meter: Meter, round_trips: int, pipelined: int) -> StreamFigures:
     """SHELL `true` attempts straight through `AntRegistry.run()`: the real stream and Ants, no database,
     no supervisor (what the stream and the Ant cost by themselves)."""
+    queen = system.queen
     task = shell_true_task()
 
     def work() -> TaskWork:
@@ -596,7 +649,8 @@ async def measure_stream(queen: Queen, round_trips: int, pipelined: int) -> Stre
         await outcome.ack()
         if outcome.report.state is not TaskState.COMPLETED:
             raise BenchError(f"stream attempt ended {outcome.report}")
-        assert progress.accepted_at is not None
+        if progress.accepted_at is None:
+            raise BenchError("a stream attempt finished without being accepted")
         return progress.accepted_at - start, end - start
 
     for _ in range(20):  # warm-up
@@ -606,10 +660,11 @@ async def measure_stream(queen: Queen, round_trips: int, pipelined: int) -> Stre
         accept, result = await one()
         accepts.append(accept)
         results.append(result)
+    reading = meter.reading()
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(pipelined)))
     rate = pipelined / (time.perf_counter() - start)
-    return StreamFigures(Summary.of(accepts), Summary.of(results), rate)
+    return StreamFigures(Summary.of(accepts), Summary.of(results), rate, meter.per_task(reading, pipelined))
 
 
 # ------------------------------------------------------------------------------------------ W1, W2, latency
@@ -618,8 +673,9 @@ async def measure_stream(queen: Queen, round_trips: int, pipelined: int) -> Stre
 @dataclass(frozen=True, slots=True)
 class W1Figures:
     totals: tuple[float, ...]  # seconds, submit -> COMPLETED seen, measured runs (warm-up excluded)
-    db_totals: tuple[float, ...]  # seconds, request created_at -> ended_at
-    cycles: Summary  # seconds between consecutive tasks' started_at (steady-state cycle per task)
+    db_totals: tuple[float, ...]  # seconds, the request's created_at -> ended_at
+    cycles: Summary  # seconds between consecutive tasks' started_at (the steady-state cycle per task)
+    usage: Usage
 
     @property
     def median_total(self) -> float:
@@ -630,62 +686,74 @@ class W1Figures:
         return self.median_total / CHAIN_LENGTH
 
 
-async def run_w1(system: System, runs: int, profile: cProfile.Profile | None) -> W1Figures:
+async def run_w1(system: System, meter: Meter, runs: int, profile: cProfile.Profile | None) -> W1Figures:
     await system.upload(chain_definition(CHAIN_LENGTH))
     totals, db_totals, cycles = [], [], []
-    for run in range(runs):
-        if profile is not None and run == 1:
-            profile.enable()
+    await system.wait_done(await system.submit(W1_JOB))  # warm-up
+    reading = meter.reading()
+    if profile is not None:
+        profile.enable()
+    for _ in range(runs - 1):
         start = time.perf_counter()
         request_id = await system.submit(W1_JOB)
         details = await system.wait_done(request_id)
-        elapsed = time.perf_counter() - start
-        if run == 0:
-            continue  # warm-up
-        totals.append(elapsed)
+        totals.append(time.perf_counter() - start)
         request = details.request
-        assert request.ended_at is not None
+        if request.ended_at is None:
+            raise BenchError(f"W1 request {request_id} completed without ended_at")
         db_totals.append(seconds_between(request.created_at, request.ended_at))
         starts = sorted(t.started_at for t in details.tasks if t.started_at is not None)
         if len(starts) != CHAIN_LENGTH:
             raise BenchError(f"W1 request {request_id} ran {len(starts)} tasks, not {CHAIN_LENGTH}")
-        cycles += [seconds_between(a, b) for a, b in zip(starts, starts[1:], strict=False)]
+        cycles += [seconds_between(a, b) for a, b in itertools.pairwise(starts)]
     if profile is not None:
         profile.disable()
-    return W1Figures(tuple(totals), tuple(db_totals), Summary.of(cycles))
+    usage = meter.per_task(reading, (runs - 1) * CHAIN_LENGTH)
+    return W1Figures(tuple(totals), tuple(db_totals), Summary.of(cycles), usage)
 
 
 @dataclass(frozen=True, slots=True)
 class W2Figures:
     submit_seconds: float  # the gather of 200 submits
-    wall_seconds: float  # first submit -> last request ended_at
-    dispatch_per_s: float  # tasks' started_at: count / (last - first)
+    wall_seconds: float  # first submit -> the last request's ended_at
+    dispatch_per_s: float  # the tasks' started_at: count / (last - first)
+    usage: Usage
 
     @property
     def tasks_per_s(self) -> float:
         return W2_REQUESTS / self.wall_seconds
 
 
-async def run_w2(system: System) -> W2Figures:
+async def run_w2(system: System, meter: Meter) -> W2Figures:
     await system.upload(one_task_definition(W2_JOB))
-    # warm-up: one request, so that the definition and the first-use paths are cached
-    await system.wait_done(await system.submit(W2_JOB))
+    await system.wait_done(await system.submit(W2_JOB))  # warm-up: first-use paths, cached definition
+    reading = meter.reading()
     start = utc_now()
     submit_start = time.perf_counter()
     ids = await asyncio.gather(*(system.submit(W2_JOB) for _ in range(W2_REQUESTS)))
     submit_seconds = time.perf_counter() - submit_start
     await system.wait_all_done(W2_JOB, W2_REQUESTS + 1)
-    details = [await system.details(request_id) for request_id in ids]
-    ended = []
-    started = []
-    for item in details:
+    usage = meter.per_task(reading, W2_REQUESTS)
+    ended, started = [], []
+    for request_id in ids:
+        item = await system.details(request_id)
         if item.request.job_state is not JobState.COMPLETED or item.request.ended_at is None:
-            raise BenchError(f"W2 request {item.request.id} ended {item.request.job_state}")
+            raise BenchError(f"W2 request {request_id} ended {item.request.job_state}")
         ended.append(item.request.ended_at)
         started += [t.started_at for t in item.tasks if t.started_at is not None]
     wall = seconds_between(start, max(ended))
     span = seconds_between(min(started), max(started))
-    return W2Figures(submit_seconds, wall, (len(started) - 1) / span if span > 0 else float("nan"))
+    dispatch_rate = (len(started) - 1) / span if span > 0 else float("nan")
+    return W2Figures(submit_seconds, wall, dispatch_rate, usage)
+
+
+_STAGES = (
+    ("submitted -> READY (scheduler)", "submitted", "ready"),
+    ("READY -> job EXECUTING (supervisor)", "ready", "job_executing"),
+    ("job EXECUTING -> task EXECUTING", "job_executing", "task_executing"),
+    ("task EXECUTING -> task ended (Ant)", "task_executing", "task_ended"),
+    ("task ended -> job COMPLETED", "task_ended", "job_ended"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,13 +766,7 @@ async def run_latency(system: System, samples: int) -> LatencyFigures:
     await system.upload(one_task_definition(LATENCY_JOB))
     await system.wait_done(await system.submit(LATENCY_JOB))  # warm-up
     totals: list[float] = []
-    stages: dict[str, list[float]] = {
-        "submitted -> READY (scheduler)": [],
-        "READY -> job EXECUTING (supervisor)": [],
-        "job EXECUTING -> task EXECUTING": [],
-        "task EXECUTING -> task ended": [],
-        "task ended -> job COMPLETED": [],
-    }
+    stages: dict[str, list[float]] = {name: [] for name, _, _ in _STAGES}
     for _ in range(samples):
         request_id = await system.submit(LATENCY_JOB)
         await system.wait_done(request_id)  # one at a time: spaced out, never concurrent
@@ -712,36 +774,29 @@ async def run_latency(system: System, samples: int) -> LatencyFigures:
             log = await events.events_since(session, request_id, 0, 500)
         moments = _moments(log)
         totals.append(seconds_between(moments["submitted"], moments["task_executing"]))
-        pairs = [
-            ("submitted", "ready"),
-            ("ready", "job_executing"),
-            ("job_executing", "task_executing"),
-            ("task_executing", "task_ended"),
-            ("task_ended", "job_ended"),
-        ]
-        for name, (a, b) in zip(stages, pairs, strict=True):
-            stages[name].append(seconds_between(moments[a], moments[b]))
+        for name, start, end in _STAGES:
+            stages[name].append(seconds_between(moments[start], moments[end]))
     return LatencyFigures(Summary.of(totals), {name: Summary.of(v) for name, v in stages.items()})
 
 
-def _moments(log: Sequence[Any]) -> dict[str, datetime]:
-    """When each stage of a one-task request happened, from its event log."""
+def _moments(log: Sequence[EventRecord]) -> dict[str, datetime]:
+    """When each stage of a one-task request happened, from its event log (first occurrence)."""
     found: dict[str, datetime] = {}
-    for event in log:
+    for record in log:
         key = None
-        if event.kind == events.EventKind.REQUEST_SUBMITTED:
+        if record.kind == events.EventKind.REQUEST_SUBMITTED:
             key = "submitted"
-        elif event.kind == events.EventKind.JOB_STATE_CHANGED:
+        elif record.kind == events.EventKind.JOB_STATE_CHANGED:
             key = {"READY": "ready", "EXECUTING": "job_executing", "COMPLETED": "job_ended"}.get(
-                str(event.to_state)
+                str(record.to_state)
             )
-        elif event.kind == events.EventKind.TASK_STATE_CHANGED:
-            key = {"EXECUTING": "task_executing", "COMPLETED": "task_ended"}.get(str(event.to_state))
+        elif record.kind == events.EventKind.TASK_STATE_CHANGED:
+            key = {"EXECUTING": "task_executing", "COMPLETED": "task_ended"}.get(str(record.to_state))
         if key is not None:
-            found.setdefault(key, event.created_at)
-    missing = {"submitted", "ready", "job_executing", "task_executing", "task_ended", "job_ended"} - set(found)
+            found.setdefault(key, record.created_at)
+    missing = {name for _, a, b in _STAGES for name in (a, b)} - set(found)
     if missing:
-        raise BenchError(f"events missing from the log: {sorted(missing)}: {[e.kind for e in log]}")
+        raise BenchError(f"events missing from the log: {sorted(missing)}: {[r.kind for r in log]}")
     return found
 
 
@@ -786,14 +841,13 @@ async def run_pass(database: str, options: Options, root: Path) -> PassFigures:
             cluster = PrivateCluster(root / "postgres", durable=options.postgres_durable)
             stack.callback(cluster.stop)
             url = await asyncio.to_thread(cluster.start)
-            print(
-                f"  private PostgreSQL cluster on 127.0.0.1:{cluster.port} "
-                f"({'durable: fsync, synchronous_commit on' if options.postgres_durable else 'fsync off'})"
-            )
+            durability = "fsync and synchronous_commit on" if options.postgres_durable else "fsync off"
+            print(f"  private PostgreSQL 127.0.0.1:{cluster.port} ({durability})")
         system = await stack.enter_async_context(
             running_system(url, data_dir, ants=W2_ANTS, capacity=options.capacity, observer=options.observer)
         )
-        print(f"  Queen on 127.0.0.1:{system.queen.grpc_port}, {W2_ANTS} Ants (capacity {options.capacity})")
+        meter = Meter(system)
+        print(f"  Queen 127.0.0.1:{system.queen.grpc_port}, {W2_ANTS} Ants of capacity {options.capacity}")
         if "w1" in options.workloads:
             true = shutil.which("true") or "/bin/true"
             bash = shutil.which("bash") or "/bin/sh"
@@ -801,16 +855,16 @@ async def run_pass(database: str, options: Options, root: Path) -> PassFigures:
             figures.spawn_bash = await measure_spawns([bash, "-c", "true"], SPAWNS)
         if "echo" in options.workloads:
             figures.echo = await measure_echo(ECHO_ROUND_TRIPS, ECHO_PIPELINED)
-            figures.stream = await measure_stream(system.queen, STREAM_ROUND_TRIPS, STREAM_PIPELINED)
+            figures.stream = await measure_stream(system, meter, STREAM_ROUND_TRIPS, STREAM_PIPELINED)
         if "w1" in options.workloads:
-            profile = cProfile.Profile() if options.profile_w1 else None
-            figures.w1 = await run_w1(system, options.runs, profile)
+            profile = cProfile.Profile() if options.profile_w1 is not None else None
+            figures.w1 = await run_w1(system, meter, options.runs, profile)
             if profile is not None and options.profile_w1 is not None:
                 target = options.profile_w1.with_name(f"{options.profile_w1.stem}-{database}.pstats")
                 profile.dump_stats(target)
-                print(f"  W1 profile (runs 2..{options.runs}, profiler on) written to {target}")
+                print(f"  W1 profile written to {target} (figures taken with the profiler on)")
         if "w2" in options.workloads:
-            figures.w2 = await run_w2(system)
+            figures.w2 = await run_w2(system, meter)
         if "latency" in options.workloads:
             figures.latency = await run_latency(system, LATENCY_SAMPLES)
     return figures
@@ -831,78 +885,117 @@ def _verdict(ok: bool) -> str:
     return "target met" if ok else "target MISSED"
 
 
-def report(figures: PassFigures, options: Options) -> None:
-    ref = REFERENCE
-    rows: list[tuple[str, str, str]] = []  # figure, value, same-pass ratio / comparison
+def _usage_rows(label: str, usage: Usage) -> list[tuple[str, str, str]]:
+    cpu = f"{usage.queen_cpu * 1e3:.2f} / {usage.ants_cpu * 1e3:.2f} / {usage.shell_cpu * 1e3:.2f} ms"
+    rows = [(f"  {label}: CPU per task, Queen / Ants / shell", cpu, f"{os.cpu_count()} CPUs in all")]
+    if usage.commits or usage.statements:
+        database = f"{usage.commits:.1f} commits"
+        rows.append((f"  {label}: database per task", database, f"{usage.statements:.1f} statements"))
+    return rows
 
+
+def _w1_rows(w1: W1Figures, database: str, spawn: float | None) -> list[tuple[str, str, str]]:
+    ref = REFERENCE
+    target = ref.target_chain_sqlite_ms if database == "sqlite" else ref.target_chain_postgresql_ms
+    runs = "runs " + ", ".join(f"{t * 1e3:.0f}" for t in w1.totals) + " ms"
+    verdict = _verdict(w1.per_task * 1e3 <= target)
+    others = f"Celery {ref.celery_chain_ms:g} ms, Prefect {ref.prefect_chain_ms:g} ms"
+    versus = f"{verdict} (<= {target:g} ms); {others}"
+    rows = [
+        (f"W1 chain of {CHAIN_LENGTH}, median total ({len(w1.totals)} runs)", _ms(w1.median_total), runs),
+        ("W1 per task (total / 20)", _ms(w1.per_task), versus),
+    ]
+    if spawn:
+        # the reference figures were taken when a bare spawn took REFERENCE.spawn_true_ms
+        scale = ref.spawn_true_ms
+        others = f"Celery {ref.celery_chain_ms / scale:.1f}x, Prefect {ref.prefect_chain_ms / scale:.0f}x"
+        note = f"target {target / scale:.1f}x; {others} (reference figures / {scale:g} ms)"
+        rows.append(("W1 per task / bare spawn", f"{w1.per_task / spawn:.1f}x", note))
+    cycle = f"{_ms(w1.cycles.p50)} / {_ms(w1.cycles.p99)}"
+    rows.append(("W1 cycle between task starts (p50 / p99)", cycle, "steady state: no submit, no finish"))
+    return rows + _usage_rows("W1", w1.usage)
+
+
+def _w2_rows(w2: W2Figures, spawn: float | None) -> list[tuple[str, str, str]]:
+    ref = REFERENCE
+    verdict = _verdict(w2.tasks_per_s >= ref.target_w2_tasks_per_s)
+    note = f"{verdict} (>= {ref.target_w2_tasks_per_s:g}/s); Celery {ref.celery_w2_tasks_per_s:g}/s"
+    walls = f"{_ms(w2.wall_seconds)} / {_ms(w2.submit_seconds)}"
+    rows = [
+        (f"W2 {W2_REQUESTS} one-task requests over {W2_ANTS} Ants", f"{w2.tasks_per_s:.1f} tasks/s", note),
+        ("W2 wall / submit phase", walls, f"dispatch rate {w2.dispatch_per_s:.1f}/s (task starts)"),
+    ]
+    if spawn:
+        scale = ref.spawn_true_ms / 1e3
+        target = 1 / ref.target_w2_tasks_per_s / scale
+        celery = 1 / ref.celery_w2_tasks_per_s / scale
+        ratio = f"{1 / w2.tasks_per_s / spawn:.1f}x"
+        rows.append(("W2 wall per task / bare spawn", ratio, f"target {target:.2f}x, Celery {celery:.2f}x"))
+    return rows + _usage_rows("W2", w2.usage)
+
+
+def _stream_rows(
+    echo: Echo, stream: StreamFigures, w2: W2Figures | None, spawn: float | None
+) -> list[tuple[str, str, str]]:
+    ref = REFERENCE
+    echo_rt = f"{_us(echo.round_trip.p50)} / {_us(echo.round_trip.p99)}"
+    accept_rt = f"{_us(stream.accept_round_trip.p50)} / {_us(stream.accept_round_trip.p99)}"
+    accept_ratio = f"{stream.accept_round_trip.p50 / echo.round_trip.p50:.1f}x echo round trip"
+    result_ratio = f"{stream.result_round_trip.p50 / spawn:.1f}x bare spawn" if spawn else ""
+    echo_frames = 2 * echo.pipelined_per_s
+    frames = stream.pipelined_per_s * FRAMES_PER_TASK
+    rate = f"{stream.pipelined_per_s:.1f} tasks/s"
+    pipelined = f"{frames:,.0f} frames/s = {frames / echo_frames:.2f}x echo frames/s"
+    if w2 is not None:
+        pipelined += f"; W2 reaches {w2.tasks_per_s / stream.pipelined_per_s:.2f}x of it"
+    rows = [
+        ("raw grpc.aio echo round trip (p50 / p99)", echo_rt, f"reference {ref.grpc_round_trip_us:g} µs"),
+        ("raw grpc.aio echo pipelined", f"{echo.pipelined_per_s:,.0f} msg/s", f"{echo_frames:,.0f} frames/s"),
+        ("Ant stream dispatch -> accepted (p50 / p99)", accept_rt, accept_ratio),
+        ("Ant stream dispatch -> result of `true` (p50)", _ms(stream.result_round_trip.p50), result_ratio),
+        (f"Ant stream, {STREAM_PIPELINED} in flight, no DB", rate, pipelined),
+    ]
+    return rows + _usage_rows("stream", stream.usage)
+
+
+def _latency_rows(latency: LatencyFigures, spawn: float | None) -> list[tuple[str, str, str]]:
+    total = latency.to_first_task
+    name = f"submit -> first task EXECUTING (p50 / p99, n={total.count})"
+    ratio = f"{total.p50 / spawn:.1f}x bare spawn" if spawn else ""
+    rows = [(name, f"{_ms(total.p50)} / {_ms(total.p99)}", ratio)]
+    rows += [(f"  {stage}", f"{_ms(s.p50)} / {_ms(s.p99)}", "") for stage, s in latency.stages.items()]
+    return rows
+
+
+def report(figures: PassFigures) -> None:
+    """Print the pass's figures as a table: figure, value, same-pass ratio or comparison."""
+    rows: list[tuple[str, str, str]] = []
     spawn = figures.spawn_true.p50 if figures.spawn_true else None
     if figures.spawn_true and figures.spawn_bash:
-        rows.append(("bare spawn of `true` (p50)", _ms(figures.spawn_true.p50),
-                     f"reference {ref.spawn_true_ms:.2f} ms"))  # fmt: skip
-        rows.append(("spawn of `bash -c true` (p50)", _ms(figures.spawn_bash.p50),
-                     f"{figures.spawn_bash.p50 / figures.spawn_true.p50:.1f}x bare spawn"))  # fmt: skip
+        bash = figures.spawn_bash.p50
+        rows.append(("bare spawn of `true` (p50)", _ms(figures.spawn_true.p50), "reference 0.48 ms"))
+        rows.append(("spawn of `bash -c true` (p50)", _ms(bash), f"{bash / figures.spawn_true.p50:.1f}x"))
     if figures.w1 is not None:
-        w1 = figures.w1
-        target = ref.target_chain_sqlite_ms if figures.database == "sqlite" else ref.target_chain_postgresql_ms
-        per_task_ms = w1.per_task * 1e3
-        rows.append((f"W1 chain of {CHAIN_LENGTH}: median total ({len(w1.totals)} runs)",
-                     _ms(w1.median_total),
-                     f"runs {', '.join(f'{t * 1e3:.0f}' for t in w1.totals)} ms"))  # fmt: skip
-        rows.append(("W1 per task (total / 20)", _ms(w1.per_task),
-                     f"{_verdict(per_task_ms <= target)} (<= {target:g} ms)"))  # fmt: skip
-        if spawn:
-            rows.append(("W1 per task / bare spawn", f"{w1.per_task / spawn:.1f}x",
-                         f"target {target / ref.spawn_true_ms:.1f}x, Celery {ref.celery_chain_ms / ref.spawn_true_ms:.1f}x, "
-                         f"Prefect {ref.prefect_chain_ms / ref.spawn_true_ms:.0f}x"))  # fmt: skip
-        rows.append(("W1 per task vs Celery / Prefect", f"{per_task_ms / ref.celery_chain_ms:.2f}x / "
-                     f"{per_task_ms / ref.prefect_chain_ms:.3f}x", f"of {ref.celery_chain_ms} / {ref.prefect_chain_ms} ms"))  # fmt: skip
-        rows.append(("W1 cycle between task starts (p50/p99)",
-                     f"{_ms(w1.cycles.p50)} / {_ms(w1.cycles.p99)}", "steady state, no submit/finish"))  # fmt: skip
-        rows.append(("W1 created_at -> ended_at (median)", _ms(statistics.median(w1.db_totals)),
-                     "database timestamps"))  # fmt: skip
+        rows += _w1_rows(figures.w1, figures.database, spawn)
     if figures.w2 is not None:
-        w2 = figures.w2
-        rows.append((f"W2 {W2_REQUESTS} one-task requests, {W2_ANTS} Ants", f"{w2.tasks_per_s:.0f} tasks/s",
-                     f"{_verdict(w2.tasks_per_s >= ref.target_w2_tasks_per_s)} (>= {ref.target_w2_tasks_per_s:g}); "
-                     f"Celery {ref.celery_w2_tasks_per_s:g}: {w2.tasks_per_s / ref.celery_w2_tasks_per_s:.2f}x"))  # fmt: skip
-        rows.append(("W2 wall / submit phase", f"{_ms(w2.wall_seconds)} / {_ms(w2.submit_seconds)}",
-                     f"dispatch rate {w2.dispatch_per_s:.0f}/s (task starts)"))  # fmt: skip
-        if spawn:
-            rows.append(("W2 time per task / bare spawn", f"{1 / w2.tasks_per_s / spawn:.2f}x",
-                         f"target {1 / ref.target_w2_tasks_per_s / (ref.spawn_true_ms / 1e3):.2f}x, "
-                         f"Celery {1 / ref.celery_w2_tasks_per_s / (ref.spawn_true_ms / 1e3):.2f}x"))  # fmt: skip
+        rows += _w2_rows(figures.w2, spawn)
     if figures.echo is not None and figures.stream is not None:
-        echo, stream = figures.echo, figures.stream
-        rows.append(("raw grpc.aio echo round trip (p50/p99)",
-                     f"{_us(echo.round_trip.p50)} / {_us(echo.round_trip.p99)}",
-                     f"reference {ref.grpc_round_trip_us:g} µs"))  # fmt: skip
-        rows.append(("raw grpc.aio echo pipelined", f"{echo.pipelined_per_s:,.0f} msg/s", "one stream, in process"))
-        rows.append(("Ant stream dispatch -> accepted (p50/p99)",
-                     f"{_us(stream.accept_round_trip.p50)} / {_us(stream.accept_round_trip.p99)}",
-                     f"{stream.accept_round_trip.p50 / echo.round_trip.p50:.1f}x echo round trip"))  # fmt: skip
-        rows.append(("Ant stream dispatch -> result, `true` (p50)", _ms(stream.result_round_trip.p50),
-                     f"{stream.result_round_trip.p50 / spawn:.1f}x bare spawn" if spawn else "no DB, no supervisor"))  # fmt: skip
-        rows.append((f"Ant stream, {STREAM_PIPELINED} in flight, no DB", f"{stream.pipelined_per_s:.0f} tasks/s",
-                     f"{stream.pipelined_per_s / echo.pipelined_per_s * 100:.2f}% of echo msg/s"
-                     + (f"; W2 is {figures.w2.tasks_per_s / stream.pipelined_per_s:.2f}x of it" if figures.w2 else "")))  # fmt: skip
+        rows += _stream_rows(figures.echo, figures.stream, figures.w2, spawn)
     if figures.latency is not None:
-        lat = figures.latency
-        rows.append((f"submit -> first task EXECUTING (p50/p99, n={lat.to_first_task.count})",
-                     f"{_ms(lat.to_first_task.p50)} / {_ms(lat.to_first_task.p99)}",
-                     f"{lat.to_first_task.p50 / spawn:.1f}x bare spawn" if spawn else ""))  # fmt: skip
-        for name, summary in lat.stages.items():
-            rows.append((f"  {name}", f"{_ms(summary.p50)} / {_ms(summary.p99)}", "p50 / p99"))
-    width = max(len(r[0]) for r in rows) if rows else 0
-    value_width = max(len(r[1]) for r in rows) if rows else 0
+        rows += _latency_rows(figures.latency, spawn)
+    if not rows:
+        return
+    name_width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
     print(f"\n== {figures.database} ==")
     for name, value, note in rows:
-        print(f"  {name:<{width}}  {value:>{value_width}}  {note}")
+        print(f"  {name:<{name_width}}  {value:>{value_width}}  {note}".rstrip())
 
 
 # ------------------------------------------------------------------------------------------ main
 
 
-def parse_args(argv: Sequence[str] | None) -> Options:
+def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
     parser = argparse.ArgumentParser(
         prog="bench/dispatch.py",
         description="Per-task cost, throughput and latency of the embedded system (SHELL `true` tasks).",
@@ -910,46 +1003,51 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument(
         "--postgres-url",
-        help="SQLAlchemy URL of a PostgreSQL server to use (a scratch database is created on it and dropped); "
-        "without it, a private cluster is started in a temporary directory and stopped at the end.",
+        help="SQLAlchemy URL of a PostgreSQL server to use (a scratch database is created on it and "
+        "dropped); without it, a private cluster is started in a temporary directory and stopped at the end.",
     )
     parser.add_argument(
         "--postgres-fsync",
         choices=("on", "off"),
         default="on",
-        help="private cluster only: `on` keeps PostgreSQL's durable defaults (each commit waits for its WAL "
-        "flush), `off` sets fsync=off, synchronous_commit=off (the test suite's settings).",
+        help="private cluster only: `on` keeps PostgreSQL's durable defaults (each commit waits for its "
+        "WAL flush); `off` sets fsync=off, synchronous_commit=off (the test suite's settings).",
     )
-    parser.add_argument("--runs", type=int, default=5, help="W1 runs, the first being a warm-up (>= 2).")
+    parser.add_argument("--runs", type=int, default=5, help="W1 runs, the first one a warm-up (>= 2).")
     parser.add_argument(
-        "--workload", default="w1,w2,echo,latency", help="comma-separated subset of w1,w2,echo,latency."
+        "--workload", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}."
     )
     parser.add_argument("--capacity", type=int, default=8, help="capacity of each of the 2 Ants.")
     parser.add_argument(
         "--observer",
         choices=("hook", "notifier"),
         default="hook",
-        help="how the bench waits for jobs: the Supervisors' on_finished hook (no reads while a job runs) "
-        "or ChangeNotifier wake-ups with a re-read each (what a WatchJobRequest client costs).",
+        help="how the bench waits for jobs: the Supervisors' on_finished hook (no reads while a job "
+        "runs) or ChangeNotifier wake-ups with a re-read each (what a WatchJobRequest client costs).",
     )
     parser.add_argument(
         "--profile-w1",
         type=Path,
-        help="cProfile the whole process during the measured W1 runs; writes FILE-<database>.pstats "
-        "(figures taken with the profiler on are inflated).",
+        metavar="FILE",
+        help="cProfile this process over the measured W1 runs; writes FILE-<database>.pstats.",
     )
-    parser.add_argument("--queen-log-level", default="warning", help="structlog level of the in-process Queen.")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (Ant logs, SQLite).")
+    parser.add_argument(
+        "--queen-log-level", default="warning", help="structlog level of the Queen in this process."
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (Ant logs, SQLite file)."
+    )
     args = parser.parse_args(argv)
     workloads = frozenset(w.strip() for w in args.workload.split(",") if w.strip())
-    unknown = workloads - {"w1", "w2", "echo", "latency"}
+    unknown = workloads - set(WORKLOADS)
     if unknown or not workloads:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown)) or '(none given)'}")
     if args.runs < 2:
         parser.error("--runs must be at least 2 (the first run is a warm-up)")
-    configure_logging(args.queen_log_level)
+    if args.capacity < 1:
+        parser.error("--capacity must be at least 1")
     databases = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
-    return Options(
+    options = Options(
         databases=databases,
         postgres_url=args.postgres_url,
         postgres_durable=args.postgres_fsync == "on",
@@ -960,20 +1058,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         profile_w1=args.profile_w1,
         keep=args.keep,
     )
+    return options, args.queen_log_level
 
 
-async def amain(options: Options) -> None:
+async def amain(options: Options, root: Path) -> None:
     print(
-        f"bench/dispatch.py {utc_now():%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, grpcio {grpc.__version__}, observer {options.observer}"
+        f"bench/dispatch.py {utc_now():%Y-%m-%d %H:%M} UTC: Python {platform.python_version()}, "
+        f"grpcio {grpc.__version__}, {os.cpu_count()} CPUs, observer {options.observer}"
     )
-    root = Path(tempfile.mkdtemp(prefix="formicary-bench-"))
-    os.chmod(root, 0o755)  # the private cluster's postgres user must reach its subdirectory
     try:
         for database in options.databases:
-            print(f"\n{database}: running {', '.join(sorted(options.workloads))}")
-            figures = await run_pass(database, options, root)
-            report(figures, options)
+            print(f"\n{database}: {', '.join(w for w in WORKLOADS if w in options.workloads)}")
+            report(await run_pass(database, options, root))
     finally:
         if options.keep:
             print(f"\nkept {root}")
@@ -982,12 +1078,16 @@ async def amain(options: Options) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+    options, log_level = parse_args(argv)
+    configure_logging(log_level)
+    root = Path(tempfile.mkdtemp(prefix="formicary-bench-"))
+    root.chmod(0o755)  # the private cluster's `postgres` user must reach its own subdirectory
     try:
-        asyncio.run(amain(options))
+        # on Ctrl-C, asyncio.run cancels amain: the Ants, the Queen and the private cluster are stopped
+        # by the context managers on the way out, then KeyboardInterrupt is raised here
+        asyncio.run(amain(options, root))
     except KeyboardInterrupt:
-        # asyncio.run cancelled the benchmark: the Ants, the Queen and the private cluster were stopped
-        print("\ninterrupted; everything started was stopped", file=sys.stderr)
+        print("\ninterrupted: the Ants, the Queen and the private cluster were stopped", file=sys.stderr)
         return 130
     except BenchError as exc:
         print(f"\nbench failed: {exc}", file=sys.stderr)
@@ -997,4 +1097,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -27,6 +27,7 @@ from queen.api.ant_service import AntServiceServicer
 from queen.artifacts import build_object_store
 from queen.domain.identity import Identity
 from queen.domain.job_definition import TaskMethod
+from queen.http import HttpGateway
 from queen.log_archive import LogArchive
 from queen.notifier import ChangeNotifier
 from queen.scheduler.cron import CronTrigger
@@ -108,6 +109,11 @@ class Queen:
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self.grpc_port = 0
+        self.http = HttpGateway(self.services, settings)
+
+    @property
+    def http_port(self) -> int:
+        return self.http.port
 
     def _attempt_finished(self, task_execution_id: str, task_type: str, task_retry: int) -> None:
         self.log_archive.attempt_finished(task_execution_id, task_type, task_retry)
@@ -127,10 +133,14 @@ class Queen:
         await self.scheduler.start()
         await self.cron.start()
         self._server, self.grpc_port = await self._start_server()
-        log.info("queen_started", grpc_port=self.grpc_port, database=self.db.dialect_name)
+        await self.http.start()
+        log.info(
+            "queen_started", grpc_port=self.grpc_port, http_port=self.http.port, database=self.db.dialect_name
+        )
 
     async def stop(self) -> None:
         await self._health.enter_graceful_shutdown()
+        await self.http.stop()
         if self._server is not None:
             await self._server.stop(_GRACE_SECONDS)
         await self.cron.stop()

@@ -59,16 +59,23 @@ def lint(
 
 
 GrpcPort = Annotated[int | None, typer.Option("--grpc-port", help="gRPC port (default 7070; 0 = any free).")]
+HttpPort = Annotated[
+    int | None, typer.Option("--http-port", help="REST API and dashboard port (default 7777; 0 = any free).")
+]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ~/.formicary).")]
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in the data directory).")
 ]
 
 
-def _settings(grpc_port: int | None, data_dir: Path | None, database_url: str | None) -> QueenSettings:
+def _settings(
+    grpc_port: int | None, http_port: int | None, data_dir: Path | None, database_url: str | None
+) -> QueenSettings:
     overrides: dict[str, object] = {}
     if grpc_port is not None:
         overrides["grpc_port"] = grpc_port
+    if http_port is not None:
+        overrides["http_port"] = http_port
     if data_dir is not None:
         overrides["data_dir"] = data_dir.expanduser()
     if database_url is not None:
@@ -81,14 +88,21 @@ def _settings(grpc_port: int | None, data_dir: Path | None, database_url: str | 
         raise typer.Exit(2) from exc
 
 
-def queen(grpc_port: GrpcPort = None, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+def queen(
+    grpc_port: GrpcPort = None,
+    http_port: HttpPort = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Run a Queen until SIGINT or SIGTERM (settings: FORMICARY_QUEEN_* environment variables)."""
-    settings = _settings(grpc_port, data_dir, database_url)
+    settings = _settings(grpc_port, http_port, data_dir, database_url)
     asyncio.run(_serve(settings, dev_mode=False, examples=[], ant=False))
 
 
 def dev(
+    *,
     grpc_port: GrpcPort = None,
+    http_port: HttpPort = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     examples: Annotated[
@@ -97,7 +111,7 @@ def dev(
     with_ant: Annotated[bool, typer.Option("--ant/--no-ant", help="Start the embedded Ant.")] = True,
 ) -> None:
     """The embedded system: a Queen (SQLite, local data) and an Ant child process on loopback."""
-    settings = _settings(grpc_port, data_dir, database_url)
+    settings = _settings(grpc_port, http_port, data_dir, database_url)
     folder = examples if examples is not None else Path("examples")
     playbooks = (
         [(path.name, path.read_bytes()) for path in sorted(folder.glob("*.yaml"))] if folder.is_dir() else []
@@ -118,6 +132,9 @@ async def _serve(
     try:
         address = f"127.0.0.1:{queen_app.grpc_port}"
         typer.echo(f"formicary: Queen listening on {settings.grpc_host}:{queen_app.grpc_port} (gRPC)")
+        typer.echo(
+            f"formicary: REST API on {queen_app.http.url} (OpenAPI at /openapi.json; no dashboard yet)"
+        )
         typer.echo(f"formicary: database {queen_app.db.dialect_name}: {settings.resolved_database_url()}")
         if dev_mode:
             typer.echo(
@@ -127,9 +144,15 @@ async def _serve(
             await _load_examples(queen_app, examples)
             if ant:
                 child = await _start_ant(address, settings.data_dir)
+            rest = f"http://localhost:{queen_app.http_port}"
+            typer.echo("formicary: try:")
             typer.echo(
-                "formicary: REST gateway and dashboard are not built yet; use gRPC "
-                f"(grpcurl -plaintext {address} list)"
+                f'  curl -X POST {rest}/api/jobs/definitions -H "Content-Type: application/yaml" '
+                "--data-binary @playbook.yaml"
+            )
+            typer.echo(
+                f'  curl -X POST {rest}/api/jobs/requests -H "Content-Type: application/json" '
+                """-d '{"job_type": "secure-go-cicd"}'"""
             )
         await stop.wait()
     finally:

@@ -1,3 +1,78 @@
-"""The Formicary Python SDK: a typed client over the generated gRPC stubs, and the `formicary` command."""
+"""The Formicary Python SDK: a typed client over the generated gRPC stubs, and the `formicary` command.
 
-__all__: list[str] = []
+`Client` (see `sdk.client`) dials the Queen at FORMICARY_URL, else 127.0.0.1:7070; its calls return the
+types of `sdk.models` and raise the errors of `sdk.errors`.
+"""
+
+from sdk.client import ADDRESS_VARIABLE, DEFAULT_ADDRESS, Client, resolve_address
+from sdk.errors import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    DuplicateUserKey,
+    FailedPrecondition,
+    FormicaryError,
+    InternalError,
+    InvalidArgument,
+    InvalidDefinition,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    ValidationProblem,
+)
+from sdk.models import (
+    Ant,
+    Approval,
+    Artifact,
+    ComponentHealth,
+    DefinitionUpload,
+    Health,
+    JobDefinition,
+    JobRequest,
+    JobRequestEvent,
+    JobState,
+    LogLine,
+    TaskDefinition,
+    TaskExecution,
+    TaskState,
+)
+
+__all__ = [
+    "ADDRESS_VARIABLE",
+    "DEFAULT_ADDRESS",
+    "AlreadyExists",
+    "Ant",
+    "Approval",
+    "Artifact",
+    "Cancelled",
+    "Client",
+    "ComponentHealth",
+    "DeadlineExceeded",
+    "DefinitionUpload",
+    "DuplicateUserKey",
+    "FailedPrecondition",
+    "FormicaryError",
+    "Health",
+    "InternalError",
+    "InvalidArgument",
+    "InvalidDefinition",
+    "JobDefinition",
+    "JobRequest",
+    "JobRequestEvent",
+    "JobState",
+    "LogLine",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "TaskDefinition",
+    "TaskExecution",
+    "TaskState",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "ValidationProblem",
+    "resolve_address",
+]

@@ -1,5 +1,7 @@
 """The `formicary` command. Server packages add subcommands (`lint`, `queen`, `ant`, `dev`) via entry points.
 
+The client commands (definitions, submit, status, logs, ...) are the SDK's own (`sdk.commands`).
+
 A client-only install has the client commands; installing the Queen or the Ant adds theirs through the
 `formicary.commands` entry-point group, whose objects are `register(app: typer.Typer) -> None`.
 """
@@ -10,6 +12,8 @@ import sys
 from importlib.metadata import entry_points
 
 import typer
+
+from sdk.commands import register_client_commands
 
 __all__ = ["COMMAND_GROUP", "build_app", "main"]
 
@@ -30,6 +34,7 @@ def build_app() -> typer.Typer:
     def _root() -> None:
         """Formicary command-line interface."""
 
+    register_client_commands(app)
     for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
         try:
             register = entry_point.load()

@@ -26,12 +26,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from queen.domain.approvals import Channel, GateState, Vote
 from queen.domain.states import JobState, TaskState
 from queen.store._column_types import BIG_ID, EnumText, UTCDateTime
 from queen.store.records import ArtifactKind
 
 __all__ = [
     "NAMING_CONVENTION",
+    "ApprovalGateRow",
+    "ApprovalLedgerRow",
+    "ApprovalVoteRow",
     "ArtifactRow",
     "Base",
     "EventRow",
@@ -255,3 +259,91 @@ class ArtifactRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApprovalGateRow(Base):
+    """One opening of a MANUAL task's approval gate (queen.domain.approvals has the rules)."""
+
+    __tablename__ = "approval_gates"
+    __table_args__ = (
+        UniqueConstraint("task_execution_id", "opening", name="uq_approval_gates_task_opening"),
+        # GetApproval names a gate by (job request, task type): the latest opening wins
+        Index("ix_approval_gates_request_task", "job_request_id", "task_type"),
+        # pending lists per organisation, oldest first
+        Index("ix_approval_gates_org_state", "organization_id", "state", "created_at"),
+        # the timers: the earliest due rung of an open gate
+        Index("ix_approval_gates_state_due", "state", "next_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    task_execution_id: Mapped[str] = mapped_column(_UUID, ForeignKey("task_executions.id"))
+    opening: Mapped[int] = mapped_column(Integer)
+    job_request_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("job_requests.id"))
+    job_execution_id: Mapped[str] = mapped_column(_UUID)
+    organization_id: Mapped[str] = mapped_column(String, default="")
+    job_type: Mapped[str] = mapped_column(String)
+    task_type: Mapped[str] = mapped_column(String)
+    description: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[GateState] = mapped_column(EnumText(GateState))
+    version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requester: Mapped[str] = mapped_column(String)
+    separation_of_duties_note: Mapped[str] = mapped_column(Text, default="")
+    artifact_digests: Mapped[list[Any]] = mapped_column(JSON)
+    trace_id: Mapped[str] = mapped_column(String(32), default="")
+    traceparent: Mapped[str] = mapped_column(String(64), default="")
+    sla_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str] = mapped_column(String, default="")
+    decided_channel: Mapped[Channel | None] = mapped_column(EnumText(Channel))
+    decision_comment: Mapped[str] = mapped_column(Text, default="")
+    decision_inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    ledger_length: Mapped[int] = mapped_column(Integer, default=0)
+    ledger_head: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApprovalVoteRow(Base):
+    """One vote on a gate. Append-only: nothing updates or deletes these rows."""
+
+    __tablename__ = "approval_votes"
+    __table_args__ = (
+        # one vote per person per gate version: two concurrent votes of one user cannot both land
+        UniqueConstraint("gate_id", "version", "user_id", name="uq_approval_votes_gate_version_user"),
+        # a retried call finds its first answer (NULL keys are distinct: no key, no protection)
+        UniqueConstraint("gate_id", "user_id", "idempotency_key", name="uq_approval_votes_gate_user_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    gate_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("approval_gates.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[str] = mapped_column(String)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    decision: Mapped[Vote] = mapped_column(EnumText(Vote))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    channel: Mapped[Channel] = mapped_column(EnumText(Channel))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[GateState] = mapped_column(EnumText(GateState))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApprovalLedgerRow(Base):
+    """One entry of a gate's audit ledger, hash-chained per gate. Append-only."""
+
+    __tablename__ = "approval_ledger"
+    __table_args__ = (UniqueConstraint("gate_id", "sequence", name="uq_approval_ledger_gate_sequence"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    gate_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("approval_gates.id"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

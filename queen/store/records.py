@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from queen.domain.approvals import Channel, GateState, Vote
 from queen.domain.definition_parser import parse_job_definition
 from queen.domain.job_definition import JobDefinition
 from queen.domain.states import JobState, TaskState
 
 __all__ = [
+    "ApprovalGateRecord",
+    "ApprovalLedgerRecord",
+    "ApprovalVoteRecord",
     "ArtifactKind",
     "ArtifactRecord",
     "DefinitionRecord",
@@ -194,6 +198,77 @@ class ArtifactRecord:
     expires_at: datetime | None
     created_at: datetime
     deleted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalGateRecord:
+    """One opening of a MANUAL task's gate: its policy snapshot, what approvers were shown, its timers
+    and, once closed, the decision. `version` changes when what is to be approved changed (votes on an
+    earlier version no longer count); `revision` changes on every write (the optimistic lock)."""
+
+    id: int
+    task_execution_id: str
+    opening: int  # 1 for the task execution's first gate; a re-run of the MANUAL task opens the next
+    job_request_id: int
+    job_execution_id: str
+    organization_id: str
+    job_type: str
+    task_type: str
+    description: str
+    state: GateState
+    version: int
+    revision: int
+    policy: Mapping[str, Any]
+    requester: str
+    separation_of_duties_note: str
+    artifact_digests: tuple[Mapping[str, Any], ...]
+    trace_id: str
+    traceparent: str
+    sla_step: int  # index of the next SLA rung to fire
+    next_due_at: datetime | None  # when that rung fires; None when none is left (or the gate closed)
+    deadline_at: datetime | None  # when the closing rung fires, if the ladder has one
+    decided_by: str
+    decided_channel: Channel | None
+    decision_comment: str
+    decision_inputs: Mapping[str, Any]
+    ledger_length: int
+    ledger_head: str
+    created_at: datetime
+    updated_at: datetime
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalVoteRecord:
+    """One vote as cast (append-only); `outcome` is the gate's state right after it."""
+
+    id: int
+    gate_id: int
+    version: int
+    user_id: str
+    roles: tuple[str, ...]
+    decision: Vote
+    comment: str
+    inputs: Mapping[str, Any]
+    channel: Channel
+    idempotency_key: str | None
+    outcome: GateState
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalLedgerRecord:
+    """One entry of a gate's hash-chained audit ledger (append-only)."""
+
+    id: int
+    gate_id: int
+    sequence: int
+    kind: str
+    actor: str
+    data: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+    created_at: datetime
 
 
 class _ParsedDefinitions:

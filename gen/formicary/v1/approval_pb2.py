@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66ormicary/v1/approval.proto\x12\x0c\x66ormicary.v1\x1a\x1b\x66ormicary/v1/artifact.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x11\x41pprovalInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\"\xe7\x01\n\x0e\x41pprovalPolicy\x12\x1a\n\x12required_approvals\x18\x01 \x01(\x05\x12\x16\n\x0e\x61pprover_roles\x18\x02 \x03(\t\x12\x19\n\x11\x61pprover_user_ids\x18\x03 \x03(\t\x12 \n\x18\x61llow_requester_approval\x18\x04 \x01(\x08\x12\x33\n\x10\x64\x65\x63ision_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x06inputs\x18\x06 \x03(\x0b\x32\x1f.formicary.v1.ApprovalInputSpec\"\xa8\x02\n\x0c\x41pprovalVote\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x30\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1e.formicary.v1.ApprovalDecision\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x36\n\x06inputs\x18\x04 \x03(\x0b\x32&.formicary.v1.ApprovalVote.InputsEntry\x12-\n\tvote_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x1d.formicary.v1.ApprovalChannel\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe3\x04\n\x08\x41pproval\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x19\n\x11task_execution_id\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\x17\n\x0forganization_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12*\n\x05state\x18\x07 \x01(\x0e\x32\x1b.formicary.v1.ApprovalState\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12,\n\x06policy\x18\t \x01(\x0b\x32\x1c.formicary.v1.ApprovalPolicy\x12\x16\n\x0epolicy_summary\x18\n \x01(\t\x12)\n\x05votes\x18\x0b \x03(\x0b\x32\x1a.formicary.v1.ApprovalVote\x12\x19\n\x11requester_user_id\x18\x0c \x01(\t\x12!\n\x19separation_of_duties_note\x18\r \x01(\t\x12\x36\n\x10\x61rtifact_digests\x18\x0e \x03(\x0b\x32\x1c.formicary.v1.ArtifactDigest\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63\x61ller_can_decide\x18\x12 \x01(\x08*r\n\x10\x41pprovalDecision\x12!\n\x1d\x41PPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41PPROVAL_DECISION_APPROVE\x10\x01\x12\x1c\n\x18\x41PPROVAL_DECISION_REJECT\x10\x02*\xc1\x01\n\rApprovalState\x12\x1e\n\x1a\x41PPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41PPROVAL_STATE_PENDING\x10\x01\x12\x1b\n\x17\x41PPROVAL_STATE_APPROVED\x10\x02\x12\x1b\n\x17\x41PPROVAL_STATE_REJECTED\x10\x03\x12\x1c\n\x18\x41PPROVAL_STATE_TIMED_OUT\x10\x04\x12\x1c\n\x18\x41PPROVAL_STATE_CANCELLED\x10\x05*\x89\x01\n\x0f\x41pprovalChannel\x12 \n\x1c\x41PPROVAL_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41PPROVAL_CHANNEL_GRPC\x10\x01\x12\x19\n\x15\x41PPROVAL_CHANNEL_REST\x10\x02\x12\x1e\n\x1a\x41PPROVAL_CHANNEL_DASHBOARD\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66ormicary/v1/approval.proto\x12\x0c\x66ormicary.v1\x1a\x1b\x66ormicary/v1/artifact.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x01\n\x0f\x41pprovalSlaStep\x12(\n\x05\x61\x66ter\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1f.formicary.v1.ApprovalSlaAction\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"6\n\x0e\x41pprovalQuorum\x12\r\n\x05group\x18\x01 \x01(\t\x12\x15\n\rmin_approvals\x18\x02 \x01(\x05\"\xbd\x01\n\x11\x41pprovalInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12-\n\x04type\x18\x04 \x01(\x0e\x32\x1f.formicary.v1.ApprovalInputType\x12\x16\n\x0e\x61llowed_values\x18\x05 \x03(\t\x12\x1a\n\rdefault_value\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_default_value\"\xb4\x03\n\x0e\x41pprovalPolicy\x12\x1a\n\x12required_approvals\x18\x01 \x01(\x05\x12\x16\n\x0e\x61pprover_roles\x18\x02 \x03(\t\x12\x19\n\x11\x61pprover_user_ids\x18\x03 \x03(\t\x12 \n\x18\x61llow_requester_approval\x18\x04 \x01(\x08\x12\x33\n\x10\x64\x65\x63ision_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x06inputs\x18\x06 \x03(\x0b\x32\x1f.formicary.v1.ApprovalInputSpec\x12\x19\n\x11require_unanimous\x18\x07 \x01(\x08\x12,\n\x06quorum\x18\x08 \x03(\x0b\x32\x1c.formicary.v1.ApprovalQuorum\x12\x15\n\rreject_vetoes\x18\t \x01(\x08\x12\x30\n\tsla_steps\x18\n \x03(\x0b\x32\x1d.formicary.v1.ApprovalSlaStep\x12\x1d\n\x15\x65scalation_recipients\x18\x0b \x03(\t\x12\x1a\n\x12\x65scalation_message\x18\x0c \x01(\t\"\xbe\x02\n\x0c\x41pprovalVote\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x30\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1e.formicary.v1.ApprovalDecision\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x36\n\x06inputs\x18\x04 \x03(\x0b\x32&.formicary.v1.ApprovalVote.InputsEntry\x12-\n\tvote_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x1d.formicary.v1.ApprovalChannel\x12\x14\n\x0cgate_version\x18\x07 \x01(\x03\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x08\n\x08\x41pproval\x12\x16\n\x0ejob_request_id\x18\x01 \x01(\x04\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x19\n\x11task_execution_id\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\x17\n\x0forganization_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12*\n\x05state\x18\x07 \x01(\x0e\x32\x1b.formicary.v1.ApprovalState\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12,\n\x06policy\x18\t \x01(\x0b\x32\x1c.formicary.v1.ApprovalPolicy\x12\x16\n\x0epolicy_summary\x18\n \x01(\t\x12)\n\x05votes\x18\x0b \x03(\x0b\x32\x1a.formicary.v1.ApprovalVote\x12\x19\n\x11requester_user_id\x18\x0c \x01(\t\x12!\n\x19separation_of_duties_note\x18\r \x01(\t\x12\x36\n\x10\x61rtifact_digests\x18\x0e \x03(\x0b\x32\x1c.formicary.v1.ArtifactDigest\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63\x61ller_can_decide\x18\x12 \x01(\x08\x12#\n\x1b\x63\x61ller_cannot_decide_reason\x18\x13 \x01(\t\x12\x10\n\x08progress\x18\x14 \x01(\t\x12\x31\n\rnext_sla_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0fnext_sla_action\x18\x16 \x01(\x0e\x32\x1f.formicary.v1.ApprovalSlaAction\x12\x10\n\x08trace_id\x18\x17 \x01(\t\x12\x1a\n\x12\x64\x65\x63ided_by_user_id\x18\x18 \x01(\t\x12\x36\n\x0f\x64\x65\x63ided_channel\x18\x19 \x01(\x0e\x32\x1d.formicary.v1.ApprovalChannel\x12\x18\n\x10\x64\x65\x63ision_comment\x18\x1a \x01(\t\x12\x43\n\x0f\x64\x65\x63ision_inputs\x18\x1b \x03(\x0b\x32*.formicary.v1.Approval.DecisionInputsEntry\x1a\x35\n\x13\x44\x65\x63isionInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*r\n\x10\x41pprovalDecision\x12!\n\x1d\x41PPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41PPROVAL_DECISION_APPROVE\x10\x01\x12\x1c\n\x18\x41PPROVAL_DECISION_REJECT\x10\x02*\xc1\x01\n\rApprovalState\x12\x1e\n\x1a\x41PPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41PPROVAL_STATE_PENDING\x10\x01\x12\x1b\n\x17\x41PPROVAL_STATE_APPROVED\x10\x02\x12\x1b\n\x17\x41PPROVAL_STATE_REJECTED\x10\x03\x12\x1c\n\x18\x41PPROVAL_STATE_TIMED_OUT\x10\x04\x12\x1c\n\x18\x41PPROVAL_STATE_CANCELLED\x10\x05*\xa3\x01\n\x0f\x41pprovalChannel\x12 \n\x1c\x41PPROVAL_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41PPROVAL_CHANNEL_GRPC\x10\x01\x12\x19\n\x15\x41PPROVAL_CHANNEL_REST\x10\x02\x12\x1e\n\x1a\x41PPROVAL_CHANNEL_DASHBOARD\x10\x03\x12\x18\n\x14\x41PPROVAL_CHANNEL_SLA\x10\x04*\xb7\x01\n\x11\x41pprovalInputType\x12#\n\x1f\x41PPROVAL_INPUT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41PPROVAL_INPUT_TYPE_STRING\x10\x01\x12\x1e\n\x1a\x41PPROVAL_INPUT_TYPE_NUMBER\x10\x02\x12\x1f\n\x1b\x41PPROVAL_INPUT_TYPE_BOOLEAN\x10\x03\x12\x1c\n\x18\x41PPROVAL_INPUT_TYPE_ENUM\x10\x04*\xe7\x01\n\x11\x41pprovalSlaAction\x12#\n\x1f\x41PPROVAL_SLA_ACTION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41PPROVAL_SLA_ACTION_REMIND\x10\x01\x12 \n\x1c\x41PPROVAL_SLA_ACTION_ESCALATE\x10\x02\x12$\n APPROVAL_SLA_ACTION_AUTO_APPROVE\x10\x03\x12#\n\x1f\x41PPROVAL_SLA_ACTION_AUTO_REJECT\x10\x04\x12 \n\x1c\x41PPROVAL_SLA_ACTION_TIME_OUT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,20 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_APPROVALVOTE_INPUTSENTRY']._loaded_options = None
   _globals['_APPROVALVOTE_INPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_APPROVALDECISION']._serialized_start=1360
-  _globals['_APPROVALDECISION']._serialized_end=1474
-  _globals['_APPROVALSTATE']._serialized_start=1477
-  _globals['_APPROVALSTATE']._serialized_end=1670
-  _globals['_APPROVALCHANNEL']._serialized_start=1673
-  _globals['_APPROVALCHANNEL']._serialized_end=1810
-  _globals['_APPROVALINPUTSPEC']._serialized_start=139
-  _globals['_APPROVALINPUTSPEC']._serialized_end=211
-  _globals['_APPROVALPOLICY']._serialized_start=214
-  _globals['_APPROVALPOLICY']._serialized_end=445
-  _globals['_APPROVALVOTE']._serialized_start=448
-  _globals['_APPROVALVOTE']._serialized_end=744
-  _globals['_APPROVALVOTE_INPUTSENTRY']._serialized_start=699
-  _globals['_APPROVALVOTE_INPUTSENTRY']._serialized_end=744
-  _globals['_APPROVAL']._serialized_start=747
-  _globals['_APPROVAL']._serialized_end=1358
+  _globals['_APPROVAL_DECISIONINPUTSENTRY']._loaded_options = None
+  _globals['_APPROVAL_DECISIONINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_APPROVALDECISION']._serialized_start=2325
+  _globals['_APPROVALDECISION']._serialized_end=2439
+  _globals['_APPROVALSTATE']._serialized_start=2442
+  _globals['_APPROVALSTATE']._serialized_end=2635
+  _globals['_APPROVALCHANNEL']._serialized_start=2638
+  _globals['_APPROVALCHANNEL']._serialized_end=2801
+  _globals['_APPROVALINPUTTYPE']._serialized_start=2804
+  _globals['_APPROVALINPUTTYPE']._serialized_end=2987
+  _globals['_APPROVALSLAACTION']._serialized_start=2990
+  _globals['_APPROVALSLAACTION']._serialized_end=3221
+  _globals['_APPROVALSLASTEP']._serialized_start=140
+  _globals['_APPROVALSLASTEP']._serialized_end=285
+  _globals['_APPROVALQUORUM']._serialized_start=287
+  _globals['_APPROVALQUORUM']._serialized_end=341
+  _globals['_APPROVALINPUTSPEC']._serialized_start=344
+  _globals['_APPROVALINPUTSPEC']._serialized_end=533
+  _globals['_APPROVALPOLICY']._serialized_start=536
+  _globals['_APPROVALPOLICY']._serialized_end=972
+  _globals['_APPROVALVOTE']._serialized_start=975
+  _globals['_APPROVALVOTE']._serialized_end=1293
+  _globals['_APPROVALVOTE_INPUTSENTRY']._serialized_start=1248
+  _globals['_APPROVALVOTE_INPUTSENTRY']._serialized_end=1293
+  _globals['_APPROVAL']._serialized_start=1296
+  _globals['_APPROVAL']._serialized_end=2323
+  _globals['_APPROVAL_DECISIONINPUTSENTRY']._serialized_start=2270
+  _globals['_APPROVAL_DECISIONINPUTSENTRY']._serialized_end=2323
 # @@protoc_insertion_point(module_scope)

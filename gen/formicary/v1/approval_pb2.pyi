@@ -57,9 +57,13 @@ class _ApprovalStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Approva
     APPROVAL_STATE_PENDING: _ApprovalState.ValueType  # 1
     """Open: waiting for votes. The only state in which Decide is accepted."""
     APPROVAL_STATE_APPROVED: _ApprovalState.ValueType  # 2
-    """Closed: the policy's required approvals were reached. The task ends APPROVED."""
+    """Closed: the policy's required approvals were reached (or the SLA ladder approved automatically). The
+    task ends APPROVED.
+    """
     APPROVAL_STATE_REJECTED: _ApprovalState.ValueType  # 3
-    """Closed: an eligible approver voted REJECT. The task ends REJECTED."""
+    """Closed: an eligible approver voted REJECT (or, when REJECTs do not veto, enough of them did; or the SLA
+    ladder rejected automatically). The task ends REJECTED.
+    """
     APPROVAL_STATE_TIMED_OUT: _ApprovalState.ValueType  # 4
     """Closed: the deadline passed before the policy was satisfied. The task ends with exit code "TIMED_OUT"."""
     APPROVAL_STATE_CANCELLED: _ApprovalState.ValueType  # 5
@@ -73,9 +77,13 @@ APPROVAL_STATE_UNSPECIFIED: ApprovalState.ValueType  # 0
 APPROVAL_STATE_PENDING: ApprovalState.ValueType  # 1
 """Open: waiting for votes. The only state in which Decide is accepted."""
 APPROVAL_STATE_APPROVED: ApprovalState.ValueType  # 2
-"""Closed: the policy's required approvals were reached. The task ends APPROVED."""
+"""Closed: the policy's required approvals were reached (or the SLA ladder approved automatically). The
+task ends APPROVED.
+"""
 APPROVAL_STATE_REJECTED: ApprovalState.ValueType  # 3
-"""Closed: an eligible approver voted REJECT. The task ends REJECTED."""
+"""Closed: an eligible approver voted REJECT (or, when REJECTs do not veto, enough of them did; or the SLA
+ladder rejected automatically). The task ends REJECTED.
+"""
 APPROVAL_STATE_TIMED_OUT: ApprovalState.ValueType  # 4
 """Closed: the deadline passed before the policy was satisfied. The task ends with exit code "TIMED_OUT"."""
 APPROVAL_STATE_CANCELLED: ApprovalState.ValueType  # 5
@@ -96,6 +104,10 @@ class _ApprovalChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Appro
     """The REST gateway."""
     APPROVAL_CHANNEL_DASHBOARD: _ApprovalChannel.ValueType  # 3
     """The web dashboard's Approve / Reject buttons."""
+    APPROVAL_CHANNEL_SLA: _ApprovalChannel.ValueType  # 4
+    """The Queen itself, applying the policy's SLA ladder (AUTO_APPROVE, AUTO_REJECT, a timeout). Never a
+    vote: only the channel of a gate's closing decision.
+    """
 
 class ApprovalChannel(_ApprovalChannel, metaclass=_ApprovalChannelEnumTypeWrapper):
     """ApprovalChannel says through which front door a vote arrived."""
@@ -108,7 +120,147 @@ APPROVAL_CHANNEL_REST: ApprovalChannel.ValueType  # 2
 """The REST gateway."""
 APPROVAL_CHANNEL_DASHBOARD: ApprovalChannel.ValueType  # 3
 """The web dashboard's Approve / Reject buttons."""
+APPROVAL_CHANNEL_SLA: ApprovalChannel.ValueType  # 4
+"""The Queen itself, applying the policy's SLA ladder (AUTO_APPROVE, AUTO_REJECT, a timeout). Never a
+vote: only the channel of a gate's closing decision.
+"""
 Global___ApprovalChannel: _TypeAlias = ApprovalChannel  # noqa: Y015
+
+class _ApprovalInputType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ApprovalInputTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApprovalInputType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    APPROVAL_INPUT_TYPE_UNSPECIFIED: _ApprovalInputType.ValueType  # 0
+    """Not set; treated as APPROVAL_INPUT_TYPE_STRING."""
+    APPROVAL_INPUT_TYPE_STRING: _ApprovalInputType.ValueType  # 1
+    """Any text."""
+    APPROVAL_INPUT_TYPE_NUMBER: _ApprovalInputType.ValueType  # 2
+    """A decimal number ("3", "2.5"); the tasks that follow see it as a number."""
+    APPROVAL_INPUT_TYPE_BOOLEAN: _ApprovalInputType.ValueType  # 3
+    """"true" or "false" (also "yes"/"no", "1"/"0")."""
+    APPROVAL_INPUT_TYPE_ENUM: _ApprovalInputType.ValueType  # 4
+    """One of ApprovalInputSpec.allowed_values."""
+
+class ApprovalInputType(_ApprovalInputType, metaclass=_ApprovalInputTypeEnumTypeWrapper):
+    """ApprovalInputType is the type of a value approvers provide (`approval_policy.inputs[].type`)."""
+
+APPROVAL_INPUT_TYPE_UNSPECIFIED: ApprovalInputType.ValueType  # 0
+"""Not set; treated as APPROVAL_INPUT_TYPE_STRING."""
+APPROVAL_INPUT_TYPE_STRING: ApprovalInputType.ValueType  # 1
+"""Any text."""
+APPROVAL_INPUT_TYPE_NUMBER: ApprovalInputType.ValueType  # 2
+"""A decimal number ("3", "2.5"); the tasks that follow see it as a number."""
+APPROVAL_INPUT_TYPE_BOOLEAN: ApprovalInputType.ValueType  # 3
+""""true" or "false" (also "yes"/"no", "1"/"0")."""
+APPROVAL_INPUT_TYPE_ENUM: ApprovalInputType.ValueType  # 4
+"""One of ApprovalInputSpec.allowed_values."""
+Global___ApprovalInputType: _TypeAlias = ApprovalInputType  # noqa: Y015
+
+class _ApprovalSlaAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ApprovalSlaActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApprovalSlaAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    APPROVAL_SLA_ACTION_UNSPECIFIED: _ApprovalSlaAction.ValueType  # 0
+    """Not set; never sent by the Queen."""
+    APPROVAL_SLA_ACTION_REMIND: _ApprovalSlaAction.ValueType  # 1
+    """Remind the recipients (notification hook: a webhook POST); the gate stays open."""
+    APPROVAL_SLA_ACTION_ESCALATE: _ApprovalSlaAction.ValueType  # 2
+    """Escalate to the recipients (notification hook); the gate stays open."""
+    APPROVAL_SLA_ACTION_AUTO_APPROVE: _ApprovalSlaAction.ValueType  # 3
+    """Close the gate APPROVED on behalf of the policy; the approver is recorded as the Queen's SLA."""
+    APPROVAL_SLA_ACTION_AUTO_REJECT: _ApprovalSlaAction.ValueType  # 4
+    """Close the gate REJECTED on behalf of the policy."""
+    APPROVAL_SLA_ACTION_TIME_OUT: _ApprovalSlaAction.ValueType  # 5
+    """Close the gate TIMED_OUT: the task ends FAILED with exit code "TIMED_OUT" (routable in on_exit_code)."""
+
+class ApprovalSlaAction(_ApprovalSlaAction, metaclass=_ApprovalSlaActionEnumTypeWrapper):
+    """ApprovalSlaAction is what one rung of a gate's SLA ladder does when its time comes."""
+
+APPROVAL_SLA_ACTION_UNSPECIFIED: ApprovalSlaAction.ValueType  # 0
+"""Not set; never sent by the Queen."""
+APPROVAL_SLA_ACTION_REMIND: ApprovalSlaAction.ValueType  # 1
+"""Remind the recipients (notification hook: a webhook POST); the gate stays open."""
+APPROVAL_SLA_ACTION_ESCALATE: ApprovalSlaAction.ValueType  # 2
+"""Escalate to the recipients (notification hook); the gate stays open."""
+APPROVAL_SLA_ACTION_AUTO_APPROVE: ApprovalSlaAction.ValueType  # 3
+"""Close the gate APPROVED on behalf of the policy; the approver is recorded as the Queen's SLA."""
+APPROVAL_SLA_ACTION_AUTO_REJECT: ApprovalSlaAction.ValueType  # 4
+"""Close the gate REJECTED on behalf of the policy."""
+APPROVAL_SLA_ACTION_TIME_OUT: ApprovalSlaAction.ValueType  # 5
+"""Close the gate TIMED_OUT: the task ends FAILED with exit code "TIMED_OUT" (routable in on_exit_code)."""
+Global___ApprovalSlaAction: _TypeAlias = ApprovalSlaAction  # noqa: Y015
+
+@_typing.final
+class ApprovalSlaStep(_message.Message):
+    """ApprovalSlaStep is one rung of the SLA ladder: `after` this long without a decision, do `action`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    action: Global___ApprovalSlaAction.ValueType
+    """What happens."""
+    message: _builtins.str
+    """Text of the notification; empty means the policy's escalation_message."""
+    @_builtins.property
+    def after(self) -> _duration_pb2.Duration:
+        """Time since the gate opened."""
+
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who is told (REMIND and ESCALATE): http(s) URLs receive a webhook POST; other names are recorded in
+        the ledger (email and chat channels come later). Empty means the policy's escalation_recipients.
+        """
+
+    def __init__(
+        self,
+        *,
+        after: _duration_pb2.Duration | None = ...,
+        action: Global___ApprovalSlaAction.ValueType = ...,
+        recipients: _abc.Iterable[_builtins.str] | None = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "after", b"after", "message", b"message", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalSlaStep: _TypeAlias = ApprovalSlaStep  # noqa: Y015
+
+@_typing.final
+class ApprovalQuorum(_message.Message):
+    """ApprovalQuorum requires approvals from members of one group (`quorum: [{group: sre, min: 2}]`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    MIN_APPROVALS_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    """The group; groups are roles in the job's organization for now."""
+    min_approvals: _builtins.int
+    """How many distinct approvers holding the group must approve. One person fills at most one group's
+    quorum, so `{sre: 1}, {security: 1}` needs two people even if one of them holds both roles.
+    """
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        min_approvals: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "min_approvals", b"min_approvals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalQuorum: _TypeAlias = ApprovalQuorum  # noqa: Y015
 
 @_typing.final
 class ApprovalInputSpec(_message.Message):
@@ -121,24 +273,42 @@ class ApprovalInputSpec(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     REQUIRED_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ALLOWED_VALUES_FIELD_NUMBER: _builtins.int
+    DEFAULT_VALUE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Key of the value in ApprovalVote.inputs; lower snake case ("change_ticket")."""
     description: _builtins.str
     """Prompt shown to approvers."""
     required: _builtins.bool
-    """An APPROVE vote without this input is refused with INVALID_ARGUMENT. REJECT votes never need inputs."""
+    """An APPROVE vote without this input (and with no default) is refused with INVALID_ARGUMENT. REJECT
+    votes never need inputs.
+    """
+    type: Global___ApprovalInputType.ValueType
+    """Type the value must have."""
+    default_value: _builtins.str
+    """Value used when an approver gives none; unset when the input has no default."""
+    @_builtins.property
+    def allowed_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The values an ENUM input accepts."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         required: _builtins.bool = ...,
+        type: Global___ApprovalInputType.ValueType = ...,
+        allowed_values: _abc.Iterable[_builtins.str] | None = ...,
+        default_value: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default_value", b"_default_value", "default_value", b"default_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "required", b"required"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default_value", b"_default_value", "allowed_values", b"allowed_values", "default_value", b"default_value", "description", b"description", "name", b"name", "required", b"required", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__default_value: _TypeAlias = _typing.Literal["default_value"]  # noqa: Y015
+    _WhichOneofArgType__default_value: _TypeAlias = _typing.Literal["_default_value", b"_default_value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_value) -> _WhichOneofReturnType__default_value | None: ...
 
 Global___ApprovalInputSpec: _TypeAlias = ApprovalInputSpec  # noqa: Y015
 
@@ -157,12 +327,28 @@ class ApprovalPolicy(_message.Message):
     ALLOW_REQUESTER_APPROVAL_FIELD_NUMBER: _builtins.int
     DECISION_TIMEOUT_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
+    REQUIRE_UNANIMOUS_FIELD_NUMBER: _builtins.int
+    QUORUM_FIELD_NUMBER: _builtins.int
+    REJECT_VETOES_FIELD_NUMBER: _builtins.int
+    SLA_STEPS_FIELD_NUMBER: _builtins.int
+    ESCALATION_RECIPIENTS_FIELD_NUMBER: _builtins.int
+    ESCALATION_MESSAGE_FIELD_NUMBER: _builtins.int
     required_approvals: _builtins.int
     """Number of APPROVE votes from distinct eligible users needed to close the gate APPROVED; 0 means 1."""
     allow_requester_approval: _builtins.bool
     """Separation of duties is off: the user who submitted the job request may vote on its gates. Off by
     default, so a requester's vote is refused with PERMISSION_DENIED.
     """
+    require_unanimous: _builtins.bool
+    """When approver_user_ids is set, every one of them must approve; whatever the lists, a single REJECT
+    closes the gate REJECTED even if reject_vetoes is false.
+    """
+    reject_vetoes: _builtins.bool
+    """Any eligible REJECT closes the gate REJECTED (the default, always filled in by the Queen). When false,
+    the gate closes REJECTED once as many eligible users rejected as required_approvals.
+    """
+    escalation_message: _builtins.str
+    """Text of escalations whose rung has none."""
     @_builtins.property
     def approver_roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Roles ("admin", "operator", ...) whose holders in the job's organization may vote. A user is eligible
@@ -175,13 +361,26 @@ class ApprovalPolicy(_message.Message):
 
     @_builtins.property
     def decision_timeout(self) -> _duration_pb2.Duration:
-        """How long the gate stays open; when it passes the gate closes TIMED_OUT. Unset means it waits forever
-        (a Queen restart does not close it).
+        """How long the gate stays open (`sla_deadline`); when it passes, the last rung of sla_steps acts: the
+        gate closes TIMED_OUT, or as `timeout_action` says. Unset means it waits forever (a Queen restart does
+        not close it).
         """
 
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApprovalInputSpec]:
         """Values approvers provide with their vote."""
+
+    @_builtins.property
+    def quorum(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApprovalQuorum]:
+        """Approvals required per group, on top of required_approvals."""
+
+    @_builtins.property
+    def sla_steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApprovalSlaStep]:
+        """The SLA ladder in order of `after`, including the rung that sla_deadline + timeout_action adds."""
+
+    @_builtins.property
+    def escalation_recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recipients of escalations whose rung names none (http(s) URLs receive a webhook POST)."""
 
     def __init__(
         self,
@@ -192,10 +391,16 @@ class ApprovalPolicy(_message.Message):
         allow_requester_approval: _builtins.bool = ...,
         decision_timeout: _duration_pb2.Duration | None = ...,
         inputs: _abc.Iterable[Global___ApprovalInputSpec] | None = ...,
+        require_unanimous: _builtins.bool = ...,
+        quorum: _abc.Iterable[Global___ApprovalQuorum] | None = ...,
+        reject_vetoes: _builtins.bool = ...,
+        sla_steps: _abc.Iterable[Global___ApprovalSlaStep] | None = ...,
+        escalation_recipients: _abc.Iterable[_builtins.str] | None = ...,
+        escalation_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision_timeout", b"decision_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_requester_approval", b"allow_requester_approval", "approver_roles", b"approver_roles", "approver_user_ids", b"approver_user_ids", "decision_timeout", b"decision_timeout", "inputs", b"inputs", "required_approvals", b"required_approvals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_requester_approval", b"allow_requester_approval", "approver_roles", b"approver_roles", "approver_user_ids", b"approver_user_ids", "decision_timeout", b"decision_timeout", "escalation_message", b"escalation_message", "escalation_recipients", b"escalation_recipients", "inputs", b"inputs", "quorum", b"quorum", "reject_vetoes", b"reject_vetoes", "require_unanimous", b"require_unanimous", "required_approvals", b"required_approvals", "sla_steps", b"sla_steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,6 +438,7 @@ class ApprovalVote(_message.Message):
     INPUTS_FIELD_NUMBER: _builtins.int
     VOTE_TIME_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
+    GATE_VERSION_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Authenticated identity of the voter, taken from the call's credentials, never from the request body."""
     decision: Global___ApprovalDecision.ValueType
@@ -241,6 +447,8 @@ class ApprovalVote(_message.Message):
     """The voter's explanation, as given (secrets are not expected here and are not redacted)."""
     channel: Global___ApprovalChannel.ValueType
     """Front door the vote came through."""
+    gate_version: _builtins.int
+    """Approval.version the vote was cast on. Only votes on the current version count."""
     @_builtins.property
     def inputs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Values for the policy's inputs, keyed by ApprovalInputSpec.name."""
@@ -258,10 +466,11 @@ class ApprovalVote(_message.Message):
         inputs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         vote_time: _timestamp_pb2.Timestamp | None = ...,
         channel: Global___ApprovalChannel.ValueType = ...,
+        gate_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["vote_time", b"vote_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "comment", b"comment", "decision", b"decision", "inputs", b"inputs", "user_id", b"user_id", "vote_time", b"vote_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "comment", b"comment", "decision", b"decision", "gate_version", b"gate_version", "inputs", b"inputs", "user_id", b"user_id", "vote_time", b"vote_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -272,6 +481,26 @@ class Approval(_message.Message):
     """Approval is the approval gate of one MANUAL task execution: its policy, its votes and its outcome."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DecisionInputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     JOB_REQUEST_ID_FIELD_NUMBER: _builtins.int
     TASK_TYPE_FIELD_NUMBER: _builtins.int
@@ -291,6 +520,15 @@ class Approval(_message.Message):
     DEADLINE_TIME_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
     CALLER_CAN_DECIDE_FIELD_NUMBER: _builtins.int
+    CALLER_CANNOT_DECIDE_REASON_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    NEXT_SLA_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_SLA_ACTION_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_USER_ID_FIELD_NUMBER: _builtins.int
+    DECIDED_CHANNEL_FIELD_NUMBER: _builtins.int
+    DECISION_COMMENT_FIELD_NUMBER: _builtins.int
+    DECISION_INPUTS_FIELD_NUMBER: _builtins.int
     job_request_id: _builtins.int
     """Job request the gate belongs to."""
     task_type: _builtins.str
@@ -306,8 +544,10 @@ class Approval(_message.Message):
     state: Global___ApprovalState.ValueType
     """Current state."""
     version: _builtins.int
-    """Incremented on every change (vote or state change), starting at 1 when the gate opens. Pass it as
-    DecideRequest.gate_version so a vote is refused if the gate changed since the voter looked at it.
+    """What approvers are asked to approve, as a number: 1 when the gate opens, incremented when an upstream
+    task runs again while the gate waits (its artifacts may differ). Votes on an earlier version no
+    longer count. Pass it as DecideRequest.gate_version so a vote is refused if what the voter looked at
+    changed since.
     """
     policy_summary: _builtins.str
     """The policy in one human-readable line ("2 approvals from operator or admin; requester excluded")."""
@@ -322,6 +562,22 @@ class Approval(_message.Message):
     """Whether the caller of the RPC that returned this message may vote on it now (eligible by policy, not
     yet voted, gate pending). Computed per caller; not stored.
     """
+    caller_cannot_decide_reason: _builtins.str
+    """Why the caller may not vote, when caller_can_decide is false ("you submitted this job request")."""
+    progress: _builtins.str
+    """Where the gate stands ("1 of 2 approvals; sre 0 of 1"); for a closed gate, why it closed."""
+    next_sla_action: Global___ApprovalSlaAction.ValueType
+    """What the next rung does; unspecified when next_sla_time is unset."""
+    trace_id: _builtins.str
+    """W3C trace id of the job request's trace, so the decision can be found next to the job's spans."""
+    decided_by_user_id: _builtins.str
+    """Who closed the gate: the user whose vote decided it, or "formicary:sla" for the SLA ladder; empty
+    while pending and for a CANCELLED gate.
+    """
+    decided_channel: Global___ApprovalChannel.ValueType
+    """Front door of the closing decision."""
+    decision_comment: _builtins.str
+    """Comment of the closing decision."""
     @_builtins.property
     def policy(self) -> Global___ApprovalPolicy:
         """The policy in force, with defaults filled in."""
@@ -342,11 +598,21 @@ class Approval(_message.Message):
 
     @_builtins.property
     def deadline_time(self) -> _timestamp_pb2.Timestamp:
-        """When the gate closes TIMED_OUT if still pending; unset when the policy has no decision_timeout."""
+        """When the SLA ladder closes the gate if still pending (TIMED_OUT, AUTO_APPROVE or AUTO_REJECT); unset
+        when no rung closes it.
+        """
 
     @_builtins.property
     def close_time(self) -> _timestamp_pb2.Timestamp:
         """When the gate left PENDING; unset while pending."""
+
+    @_builtins.property
+    def next_sla_time(self) -> _timestamp_pb2.Timestamp:
+        """When the next rung of the SLA ladder fires; unset when none is left or the gate is closed."""
+
+    @_builtins.property
+    def decision_inputs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Input values the tasks that follow received (typed values as text), set when the gate closed."""
 
     def __init__(
         self,
@@ -369,10 +635,19 @@ class Approval(_message.Message):
         deadline_time: _timestamp_pb2.Timestamp | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
         caller_can_decide: _builtins.bool = ...,
+        caller_cannot_decide_reason: _builtins.str = ...,
+        progress: _builtins.str = ...,
+        next_sla_time: _timestamp_pb2.Timestamp | None = ...,
+        next_sla_action: Global___ApprovalSlaAction.ValueType = ...,
+        trace_id: _builtins.str = ...,
+        decided_by_user_id: _builtins.str = ...,
+        decided_channel: Global___ApprovalChannel.ValueType = ...,
+        decision_comment: _builtins.str = ...,
+        decision_inputs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "deadline_time", b"deadline_time", "policy", b"policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "deadline_time", b"deadline_time", "next_sla_time", b"next_sla_time", "policy", b"policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_digests", b"artifact_digests", "caller_can_decide", b"caller_can_decide", "close_time", b"close_time", "create_time", b"create_time", "deadline_time", b"deadline_time", "description", b"description", "job_request_id", b"job_request_id", "job_type", b"job_type", "organization_id", b"organization_id", "policy", b"policy", "policy_summary", b"policy_summary", "requester_user_id", b"requester_user_id", "separation_of_duties_note", b"separation_of_duties_note", "state", b"state", "task_execution_id", b"task_execution_id", "task_type", b"task_type", "version", b"version", "votes", b"votes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_digests", b"artifact_digests", "caller_can_decide", b"caller_can_decide", "caller_cannot_decide_reason", b"caller_cannot_decide_reason", "close_time", b"close_time", "create_time", b"create_time", "deadline_time", b"deadline_time", "decided_by_user_id", b"decided_by_user_id", "decided_channel", b"decided_channel", "decision_comment", b"decision_comment", "decision_inputs", b"decision_inputs", "description", b"description", "job_request_id", b"job_request_id", "job_type", b"job_type", "next_sla_action", b"next_sla_action", "next_sla_time", b"next_sla_time", "organization_id", b"organization_id", "policy", b"policy", "policy_summary", b"policy_summary", "progress", b"progress", "requester_user_id", b"requester_user_id", "separation_of_duties_note", b"separation_of_duties_note", "state", b"state", "task_execution_id", b"task_execution_id", "task_type", b"task_type", "trace_id", b"trace_id", "version", b"version", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -231,14 +231,15 @@ class DecideRequest(_message.Message):
     decision: _approval_pb2.ApprovalDecision.ValueType
     """The vote."""
     comment: _builtins.str
-    """Why; recorded with the vote and shown in the audit trail."""
+    """Why; recorded with the vote and shown in the audit trail. Required for REJECT."""
     idempotency_key: _builtins.str
     """Caller-chosen key making retries safe: a repeated call with the same key and the same caller returns
-    the result of the first call (duplicate = true) instead of voting twice. Empty means no protection.
+    the result of the first call (duplicate = true) instead of voting twice, even after the gate closed.
+    Empty means no protection. At most 128 characters.
     """
     gate_version: _builtins.int
-    """Approval.version the voter saw; the vote is refused with ABORTED if the gate changed since. 0 skips
-    the check.
+    """Approval.version the voter saw; the vote is refused with FAILED_PRECONDITION if it is not the current
+    version. 0 skips the check (Formicary's clients do not send it).
     """
     @_builtins.property
     def inputs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:

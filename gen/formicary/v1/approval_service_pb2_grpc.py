@@ -95,11 +95,13 @@ class ApprovalServiceServicer:
 
     def Decide(self, request, context):
         """Records the caller's vote on an open gate and closes it when the vote decides it (an eligible
-        REJECT, or the last required APPROVE). The vote is committed before the reply.
-        Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING), ABORTED (gate_version is
-        stale: re-read and retry), PERMISSION_DENIED (caller not eligible by the policy, or the requester
-        under separation of duties), ALREADY_EXISTS (caller already voted on this gate with another
-        idempotency key), INVALID_ARGUMENT (no decision, or a required input missing).
+        REJECT, or the last required APPROVE). The vote is committed before the reply; of two concurrent
+        decisions that would each close the gate, exactly one does and the other is refused.
+        Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING, or gate_version is stale:
+        re-read the gate, look again, and vote on the new version), PERMISSION_DENIED (caller not eligible by
+        the policy, or the requester under separation of duties), ALREADY_EXISTS (caller already voted on
+        this version of the gate with another idempotency key), INVALID_ARGUMENT (no decision, a REJECT
+        without a comment, or input values that do not fit the policy: every problem is listed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,11 +51,13 @@ class ApprovalServiceStub:
     """
     Decide: _grpc.UnaryUnaryMultiCallable[_approval_service_pb2.DecideRequest, _approval_service_pb2.DecideResponse]
     """Records the caller's vote on an open gate and closes it when the vote decides it (an eligible
-    REJECT, or the last required APPROVE). The vote is committed before the reply.
-    Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING), ABORTED (gate_version is
-    stale: re-read and retry), PERMISSION_DENIED (caller not eligible by the policy, or the requester
-    under separation of duties), ALREADY_EXISTS (caller already voted on this gate with another
-    idempotency key), INVALID_ARGUMENT (no decision, or a required input missing).
+    REJECT, or the last required APPROVE). The vote is committed before the reply; of two concurrent
+    decisions that would each close the gate, exactly one does and the other is refused.
+    Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING, or gate_version is stale:
+    re-read the gate, look again, and vote on the new version), PERMISSION_DENIED (caller not eligible by
+    the policy, or the requester under separation of duties), ALREADY_EXISTS (caller already voted on
+    this version of the gate with another idempotency key), INVALID_ARGUMENT (no decision, a REJECT
+    without a comment, or input values that do not fit the policy: every problem is listed).
     """
 
 @_typing.type_check_only
@@ -81,11 +83,13 @@ class ApprovalServiceAsyncStub(ApprovalServiceStub):
     """
     Decide: _aio.UnaryUnaryMultiCallable[_approval_service_pb2.DecideRequest, _approval_service_pb2.DecideResponse]  # type: ignore[assignment]
     """Records the caller's vote on an open gate and closes it when the vote decides it (an eligible
-    REJECT, or the last required APPROVE). The vote is committed before the reply.
-    Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING), ABORTED (gate_version is
-    stale: re-read and retry), PERMISSION_DENIED (caller not eligible by the policy, or the requester
-    under separation of duties), ALREADY_EXISTS (caller already voted on this gate with another
-    idempotency key), INVALID_ARGUMENT (no decision, or a required input missing).
+    REJECT, or the last required APPROVE). The vote is committed before the reply; of two concurrent
+    decisions that would each close the gate, exactly one does and the other is refused.
+    Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING, or gate_version is stale:
+    re-read the gate, look again, and vote on the new version), PERMISSION_DENIED (caller not eligible by
+    the policy, or the requester under separation of duties), ALREADY_EXISTS (caller already voted on
+    this version of the gate with another idempotency key), INVALID_ARGUMENT (no decision, a REJECT
+    without a comment, or input values that do not fit the policy: every problem is listed).
     """
 
 class ApprovalServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -132,11 +136,13 @@ class ApprovalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_approval_service_pb2.DecideResponse, _abc.Awaitable[_approval_service_pb2.DecideResponse]]:
         """Records the caller's vote on an open gate and closes it when the vote decides it (an eligible
-        REJECT, or the last required APPROVE). The vote is committed before the reply.
-        Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING), ABORTED (gate_version is
-        stale: re-read and retry), PERMISSION_DENIED (caller not eligible by the policy, or the requester
-        under separation of duties), ALREADY_EXISTS (caller already voted on this gate with another
-        idempotency key), INVALID_ARGUMENT (no decision, or a required input missing).
+        REJECT, or the last required APPROVE). The vote is committed before the reply; of two concurrent
+        decisions that would each close the gate, exactly one does and the other is refused.
+        Errors: NOT_FOUND (no such gate), FAILED_PRECONDITION (gate not PENDING, or gate_version is stale:
+        re-read the gate, look again, and vote on the new version), PERMISSION_DENIED (caller not eligible by
+        the policy, or the requester under separation of duties), ALREADY_EXISTS (caller already voted on
+        this version of the gate with another idempotency key), INVALID_ARGUMENT (no decision, a REJECT
+        without a comment, or input values that do not fit the policy: every problem is listed).
         """
 
 def add_ApprovalServiceServicer_to_server(servicer: ApprovalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,6 +25,9 @@ TABLES = {
     "task_executions",
     "events",
     "artifacts",
+    "approval_gates",
+    "approval_votes",
+    "approval_ledger",
     "alembic_version",
 }
 

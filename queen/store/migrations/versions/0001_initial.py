@@ -1,4 +1,4 @@
-"""Initial schema: job definitions, job requests, job and task executions, events, artifacts.
+"""Initial schema: job definitions, job requests, job and task executions, events, artifacts, approvals.
 
 Revision ID: 0001
 Revises:
@@ -234,8 +234,100 @@ def upgrade() -> None:
     op.create_index("ix_artifacts_expires_at", "artifacts", ["expires_at"])
     op.create_index("ix_artifacts_task_execution_id", "artifacts", ["task_execution_id"])
 
+    op.create_table(
+        "approval_gates",
+        sa.Column("id", _big_id(), autoincrement=True, nullable=False),
+        sa.Column("task_execution_id", _UUID, nullable=False),
+        sa.Column("opening", sa.Integer(), nullable=False),
+        sa.Column("job_request_id", _big_id(), nullable=False),
+        sa.Column("job_execution_id", _UUID, nullable=False),
+        sa.Column("organization_id", sa.String(), nullable=False),
+        sa.Column("job_type", sa.String(), nullable=False),
+        sa.Column("task_type", sa.String(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("state", _STATE, nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("policy", sa.JSON(), nullable=False),
+        sa.Column("requester", sa.String(), nullable=False),
+        sa.Column("separation_of_duties_note", sa.Text(), nullable=False),
+        sa.Column("artifact_digests", sa.JSON(), nullable=False),
+        sa.Column("trace_id", sa.String(32), nullable=False),
+        sa.Column("traceparent", sa.String(64), nullable=False),
+        sa.Column("sla_step", sa.Integer(), nullable=False),
+        sa.Column("next_due_at", _timestamp(), nullable=True),
+        sa.Column("deadline_at", _timestamp(), nullable=True),
+        sa.Column("decided_by", sa.String(), nullable=False),
+        sa.Column("decided_channel", _STATE, nullable=True),
+        sa.Column("decision_comment", sa.Text(), nullable=False),
+        sa.Column("decision_inputs", sa.JSON(), nullable=False),
+        sa.Column("ledger_length", sa.Integer(), nullable=False),
+        sa.Column("ledger_head", sa.String(64), nullable=False),
+        sa.Column("created_at", _timestamp(), nullable=False),
+        sa.Column("updated_at", _timestamp(), nullable=False),
+        sa.Column("decided_at", _timestamp(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_approval_gates"),
+        sa.ForeignKeyConstraint(
+            ["task_execution_id"],
+            ["task_executions.id"],
+            name="fk_approval_gates_task_execution_id_task_executions",
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_request_id"], ["job_requests.id"], name="fk_approval_gates_job_request_id_job_requests"
+        ),
+        sa.UniqueConstraint("task_execution_id", "opening", name="uq_approval_gates_task_opening"),
+    )
+    op.create_index("ix_approval_gates_request_task", "approval_gates", ["job_request_id", "task_type"])
+    op.create_index(
+        "ix_approval_gates_org_state", "approval_gates", ["organization_id", "state", "created_at"]
+    )
+    op.create_index("ix_approval_gates_state_due", "approval_gates", ["state", "next_due_at"])
+
+    op.create_table(
+        "approval_votes",
+        sa.Column("id", _big_id(), autoincrement=True, nullable=False),
+        sa.Column("gate_id", _big_id(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.String(), nullable=False),
+        sa.Column("roles", sa.JSON(), nullable=False),
+        sa.Column("decision", _STATE, nullable=False),
+        sa.Column("comment", sa.Text(), nullable=False),
+        sa.Column("inputs", sa.JSON(), nullable=False),
+        sa.Column("channel", _STATE, nullable=False),
+        sa.Column("idempotency_key", sa.String(128), nullable=True),
+        sa.Column("outcome", _STATE, nullable=False),
+        sa.Column("created_at", _timestamp(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_approval_votes"),
+        sa.ForeignKeyConstraint(
+            ["gate_id"], ["approval_gates.id"], name="fk_approval_votes_gate_id_approval_gates"
+        ),
+        sa.UniqueConstraint("gate_id", "version", "user_id", name="uq_approval_votes_gate_version_user"),
+        sa.UniqueConstraint("gate_id", "user_id", "idempotency_key", name="uq_approval_votes_gate_user_key"),
+    )
+
+    op.create_table(
+        "approval_ledger",
+        sa.Column("id", _big_id(), autoincrement=True, nullable=False),
+        sa.Column("gate_id", _big_id(), nullable=False),
+        sa.Column("sequence", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("actor", sa.String(), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("created_at", _timestamp(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_approval_ledger"),
+        sa.ForeignKeyConstraint(
+            ["gate_id"], ["approval_gates.id"], name="fk_approval_ledger_gate_id_approval_gates"
+        ),
+        sa.UniqueConstraint("gate_id", "sequence", name="uq_approval_ledger_gate_sequence"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("approval_ledger")
+    op.drop_table("approval_votes")
+    op.drop_table("approval_gates")
     op.drop_table("artifacts")
     op.drop_table("events")
     op.drop_table("task_executions")

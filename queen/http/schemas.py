@@ -1,0 +1,363 @@
+"""The REST gateway's JSON documents, with Formicary's field names (snake_case, as its Go structs write them).
+
+These models are what the OpenAPI document describes; `queen.http._convert` fills them from the service
+layer's records. Times are RFC 3339 (UTC); durations are written as the definition language writes them
+(`1m30s`); a job request's id is a number, every other id a string.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AntOut",
+    "ApprovalInputOut",
+    "ApprovalPolicyOut",
+    "ArtifactOut",
+    "ArtifactsConfigOut",
+    "ComponentHealthOut",
+    "ContainerOut",
+    "DeletedDefinitionOut",
+    "ErrorOut",
+    "HealthOut",
+    "JobDefinitionOut",
+    "JobExecutionOut",
+    "JobRequestOut",
+    "Page",
+    "SubmitJobRequestIn",
+    "TaskDefinitionOut",
+    "TaskExecutionOut",
+    "UploadDefinitionJsonIn",
+    "UploadedDefinitionOut",
+    "ValidationProblemOut",
+]
+
+T = TypeVar("T")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+class ErrorOut(_Out):
+    """Every error response. `code` is the gRPC status code name the same failure has over gRPC,
+    `reason` the ErrorInfo reason (the error table's row), `details` the status details in the
+    protobuf JSON mapping (each with its `@type`): ErrorInfo first, then ValidationProblem (line,
+    column, fix), BadRequest field violations, ResourceInfo (an existing request for a duplicate
+    user_key) or PreconditionFailure."""
+
+    code: str = Field(examples=["INVALID_ARGUMENT"])
+    reason: str = Field(examples=["INVALID_DEFINITION"])
+    message: str
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- paging ------------------------------------------------------------------------------------------
+
+
+class Page(_Out, Generic[T]):
+    """One page of a listing. `page` counts from 0, as in Formicary. `total_records` and `total_pages`
+    are null where the Queen does not count the matches (definitions, artifacts); `has_more` is always
+    set."""
+
+    records: list[T]
+    page: int
+    page_size: int
+    total_records: int | None
+    total_pages: int | None
+    has_more: bool
+
+
+# -- job definitions ---------------------------------------------------------------------------------
+
+
+class ValidationProblemOut(_Out):
+    """A validation problem, as the `formicary.v1.ValidationProblem` JSON mapping writes it."""
+
+    severity: str = Field(examples=["VALIDATION_SEVERITY_WARNING"])
+    line: int
+    column: int
+    code: str
+    message: str
+    path: str = ""
+    offending_text: str = ""
+    fix: str = ""
+
+
+class ContainerOut(_Out):
+    image: str
+    image_pull_policy: str = ""
+    entrypoint: list[str] = Field(default_factory=list)
+    cpu_request: str = ""
+    cpu_limit: str = ""
+    memory_request: str = ""
+    memory_limit: str = ""
+
+
+class ArtifactsConfigOut(_Out):
+    paths: list[str]
+    expires_after: str | None = None
+
+
+class ApprovalInputOut(_Out):
+    name: str
+    type: str
+    required: bool
+    description: str = ""
+    values: list[str] = Field(default_factory=list)
+
+
+class ApprovalPolicyOut(_Out):
+    min_approvals: int
+    allowed_users: list[str]
+    allowed_roles: list[str]
+    allow_self_approval: bool
+    sla_deadline: str | None = None
+    timeout_action: str | None = None
+    inputs: list[ApprovalInputOut] = Field(default_factory=list)
+
+
+class TaskDefinitionOut(_Out):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    task_type: str
+    method: str
+    description: str
+    task_order: int
+    script: list[str]
+    before_script: list[str]
+    after_script: list[str]
+    container: ContainerOut | None = None
+    variables: dict[str, Any]
+    environment: dict[str, str]
+    tags: list[str]
+    timeout: str | None = None
+    retry: int
+    delay_between_retries: str | None = None
+    allow_failure: bool
+    always_run: bool
+    allow_start_if_completed: bool
+    on_completed: str
+    on_failed: str
+    on_exit_code: dict[str, str]
+    dependencies: list[str]
+    artifacts: ArtifactsConfigOut
+    except_: str = Field(default="", alias="except")
+    url: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    fork_job_type: str = ""
+    await_forked_tasks: list[str] = Field(default_factory=list)
+    report_stdout: bool = False
+    approval_policy: ApprovalPolicyOut | None = None
+
+
+class JobDefinitionOut(_Out):
+    """One stored version of a job type. `tasks` is empty only for a version stored before the parser
+    became stricter (its `raw_yaml` is still shown)."""
+
+    id: str
+    job_type: str
+    version: int
+    sem_version: str
+    description: str
+    platform: str
+    cron_trigger: str
+    timeout: str | None
+    retry: int
+    hard_reset_after_retries: int
+    delay_between_retries: str | None
+    max_concurrency: int | None
+    disabled: bool
+    public_plugin: bool
+    required_params: list[str]
+    tags: list[str]
+    methods: list[str]
+    organization_id: str
+    user_id: str
+    raw_yaml: str
+    tasks: list[TaskDefinitionOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class UploadedDefinitionOut(JobDefinitionOut):
+    """The definition as stored; `new_version` is false when the upload was identical to the latest
+    version (a no-op, answered 200 instead of 201); `warnings` are problems that did not reject it."""
+
+    new_version: bool
+    warnings: list[ValidationProblemOut]
+
+
+class DeletedDefinitionOut(_Out):
+    job_type: str
+    deleted_versions: int
+
+
+class UploadDefinitionJsonIn(BaseModel):
+    """The JSON form of an upload: the YAML text in `yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    yaml: str
+
+
+# -- job requests ------------------------------------------------------------------------------------
+
+
+class ArtifactOut(_Out):
+    """An artifact's description; `url` downloads its content."""
+
+    id: str
+    name: str
+    kind: str
+    sha256: str
+    content_type: str
+    content_length: int
+    job_request_id: int | None
+    job_execution_id: str | None
+    task_execution_id: str | None
+    task_type: str
+    bucket: str = ""
+    organization_id: str = ""
+    user_id: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    url: str
+
+
+class TaskExecutionOut(_Out):
+    id: str
+    job_execution_id: str
+    task_type: str
+    method: str
+    task_state: str
+    task_order: int
+    allow_failure: bool
+    exit_code: str
+    exit_message: str
+    error_code: str
+    error_message: str
+    failed_command: str
+    ant_id: str
+    ant_host: str
+    retried: int
+    contexts: dict[str, Any]
+    artifacts: list[ArtifactOut]
+    cost_factor: float
+    stdout: list[str]
+    warnings: list[str]
+    started_at: datetime | None
+    ended_at: datetime | None
+    updated_at: datetime
+
+
+class JobExecutionOut(_Out):
+    id: str
+    job_request_id: int
+    job_type: str
+    job_version: str
+    job_state: str
+    organization_id: str
+    user_id: str
+    exit_code: str
+    exit_message: str
+    error_code: str
+    error_message: str
+    contexts: dict[str, Any]
+    tasks: list[TaskExecutionOut]
+    started_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+    cpu_secs: float
+
+
+class JobRequestOut(_Out):
+    """A job request; `execution` (its current run, with its tasks) is null before it is launched and
+    in listings unless `include_execution=true`."""
+
+    id: int
+    parent_id: int | None
+    user_key: str | None
+    job_definition_id: str
+    job_execution_id: str | None
+    organization_id: str
+    user_id: str
+    job_type: str
+    job_version: str
+    job_state: str
+    job_group: str
+    job_priority: int
+    params: dict[str, str]
+    scheduled_at: datetime | None
+    cron_triggered: bool
+    retried: int
+    schedule_attempts: int
+    error_code: str
+    error_message: str
+    wait_reason: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    execution: JobExecutionOut | None = None
+
+
+class SubmitJobRequestIn(BaseModel):
+    """What to run. `params` values are text; numbers and booleans are accepted and written as text
+    (`3`, `true`). `scheduled_at` without a time zone is UTC. A `user_key` already used in the
+    organisation is refused with 409 naming the existing request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: str = Field(min_length=1, max_length=256, examples=["secure-go-cicd"])
+    job_version: str | int | None = Field(default=None, description="Definition version; latest if unset.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    job_priority: int = 0
+    scheduled_at: datetime | None = None
+    user_key: str = ""
+    job_group: str = Field(default="", max_length=256)
+    description: str = Field(default="", max_length=4096)
+
+
+# -- operators ---------------------------------------------------------------------------------------
+
+
+class AntOut(_Out):
+    """A registered Ant. `current_load` is how many tasks it runs, `load` the load it reports."""
+
+    ant_id: str
+    connected: bool
+    host: str
+    version: str
+    methods: list[str]
+    tags: list[str]
+    labels: dict[str, str]
+    max_capacity: int
+    current_load: int
+    free_slots: int
+    load: float
+    session_id: str
+    ant_started_at: datetime | None
+    updated_at: datetime | None
+
+
+class ComponentHealthOut(_Out):
+    name: str
+    healthy: bool
+    message: str
+    checked_at: datetime
+
+
+class HealthOut(_Out):
+    healthy: bool
+    version: str
+    scheduler_leader: bool
+    started_at: datetime
+    components: list[ComponentHealthOut]
