@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ from formicary.v1 import artifact_service_pb2 as pb
 from formicary.v1 import artifact_service_pb2_grpc as pb_grpc
 from queen.api import _convert as convert
 from queen.api.errors import stream_rpc, unary_rpc
-from queen.domain.errors import InvalidArgument
+from queen.domain.errors import FormicaryError, InvalidArgument
 from queen.domain.identity import Identity
 from queen.services.artifacts import ArtifactService, ArtifactUpload
 from queen.store.records import ArtifactKind, ArtifactRecord
@@ -123,9 +124,17 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.UploadArtifactResponse:
         identity = self._identity(context)
         first = await anext(request_iterator, None)
-        if first is None or first.WhichOneof("content") != "metadata":
-            raise InvalidArgument("the first message must carry the metadata", field="metadata")
-        record = await self._artifacts.upload(identity, _upload(first.metadata), _chunks(request_iterator))
+        try:
+            if first is None or first.WhichOneof("content") != "metadata":
+                raise InvalidArgument("the first message must carry the metadata", field="metadata")
+            record = await self._artifacts.upload(
+                identity, _upload(first.metadata), _chunks(request_iterator)
+            )
+        except FormicaryError:
+            # A refusal sent while the client still streams can reach it as a bare INTERNAL ("error from
+            # Core"); reading a bounded rest of the stream first lets the real status arrive.
+            await _drain(request_iterator)
+            raise
         return pb.UploadArtifactResponse(artifact=artifact_to_proto(record))
 
     @stream_rpc
@@ -173,3 +182,18 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.DeleteArtifactResponse:
         await self._artifacts.delete(self._identity(context), request.artifact_id)
         return pb.DeleteArtifactResponse()
+
+
+_DRAIN_BYTES = 8 * 1024 * 1024
+_DRAIN_SECONDS = 5.0
+
+
+async def _drain(request_iterator: AsyncIterator[pb.UploadArtifactRequest]) -> None:
+    """Read and drop what the client still sends, up to a few MiB and seconds."""
+    read = 0
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for message in request_iterator:
+                read += len(message.chunk)
+                if read > _DRAIN_BYTES:
+                    return
