@@ -1,8 +1,8 @@
 """Dispatch benchmark of the embedded system: per-task cost, throughput and latency of SHELL `true` tasks.
 
-The Queen runs in this process (`Queen(QueenSettings(grpc_port=0, ...))`); the Ants are real child
-processes (`python -m sdk ant --methods SHELL --log-level warning ...`) on the real Ant stream over
-loopback, as `formicary dev` runs its Ant. Work is submitted through the service layer
+The Queen runs in this process (`Queen(QueenSettings(grpc_port=0, http_port=0, ...))`); the Ants are
+real child processes (`python -m sdk ant --methods SHELL --log-level warning ...`) on the real Ant
+stream over loopback, as `formicary dev` runs its Ant. Work is submitted through the service layer
 (`queen.services.requests.submit(local_identity, Submission(...))`), so the figures include the
 scheduler, the supervisors, every database transaction, the stream and the Ant's shell executor, but
 no client-side gRPC hop.
@@ -11,7 +11,8 @@ Workloads (a pass runs them on one database, with the baselines measured in the 
 
 - w1       a 20-task chain (`on_completed`) of SHELL `true`, run `--runs` times (the first is a warm-up):
            median total and per task, beside the bare fork/exec of `true` (and of `bash -c true`, the
-           floor of the Ant's shell executor) measured in the same pass.
+           floor of the Ant's shell executor), measured at the start of the pass in a child
+           interpreter while the system is idle (every ratio to "bare spawn" uses it).
 - w2       200 one-task requests submitted at once (`asyncio.gather`) over 2 Ants: tasks/s from the
            first submit to the last request's `ended_at`.
 - echo     a raw `grpc.aio` bidi echo (in process, loopback; round trip and pipelined messages/s) beside
@@ -48,6 +49,7 @@ import asyncio
 import contextlib
 import cProfile
 import itertools
+import json
 import logging
 import os
 import platform
@@ -250,7 +252,7 @@ class PrivateCluster:
         return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
 
     def start(self) -> str:
-        """Start the cluster; the SQLAlchemy URL of its `formicary_bench` database."""
+        """Start the cluster; the SQLAlchemy URL of its `postgres` database (passes make their own)."""
         bindir = postgres_bindir()
         self._root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -285,7 +287,7 @@ class PrivateCluster:
         while True:
             try:
                 with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
-                    conn.execute("CREATE DATABASE formicary_bench")
+                    conn.execute("SELECT 1")
                 break
             except psycopg.OperationalError as exc:
                 if self._process.poll() is not None or time.monotonic() > deadline:
@@ -293,7 +295,7 @@ class PrivateCluster:
                     tail = (self._root / "postgres.log").read_text(errors="replace")[-2000:]
                     raise BenchError(f"PostgreSQL did not start: {exc}\n{tail}") from exc
                 time.sleep(0.05)  # a start-up probe of a child process, not part of any figure
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/formicary_bench"
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT), then immediate (SIGQUIT) if it is still there after 15 s; by PID."""
@@ -509,7 +511,7 @@ class Meter:
     def _on_statement(self, *_: Any) -> None:
         self.statements += 1
 
-    def reading(self) -> tuple[float, float, float, int, int]:
+    def reading(self) -> Reading:
         times = os.times()
         ants = shell = float("nan")
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -517,26 +519,63 @@ class Meter:
             ants, shell = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
         return times.user + times.system, ants, shell, self.commits, self.statements
 
-    def per_task(self, start: tuple[float, float, float, int, int], tasks: int) -> Usage:
-        end = self.reading()
-        queen, ants, shell, commits, statements = ((b - a) / tasks for a, b in zip(start, end, strict=True))
-        return Usage(queen, ants, shell, commits, statements)
+    def per_task(self, start: Reading, tasks: int) -> Usage:
+        return usage_per_task(spent(start, self.reading()), tasks)
+
+
+Reading = tuple[float, float, float, int, int]  # Queen CPU, Ants CPU, shell CPU, commits, statements
+
+
+def spent(start: Reading, end: Reading, before: Sequence[float] = (0, 0, 0, 0, 0)) -> tuple[float, ...]:
+    """What was spent between two readings (added to `before`)."""
+    return tuple(b + (z - a) for b, a, z in zip(before, start, end, strict=True))
+
+
+def usage_per_task(total: Sequence[float], tasks: int) -> Usage:
+    queen, ants, shell, commits, statements = (value / tasks for value in total)
+    return Usage(queen, ants, shell, commits, statements)
 
 
 # ------------------------------------------------------------------------------------------ baselines
 
 
-async def spawn_once(argv: Sequence[str]) -> float:
+# Run in a fresh interpreter: spawned from this process, the time would also measure how busy the
+# Queen's event loop is (the child's exit is noticed by the loop), not how fast the machine forks.
+_SPAWN_PROBE = """
+import asyncio, json, sys, time
+
+async def spawn(argv):
     start = time.perf_counter()
     process = await asyncio.create_subprocess_exec(*argv)
     await process.wait()
     return time.perf_counter() - start
 
+async def main(count, argvs):
+    for argv in argvs:
+        await spawn(argv)  # warm-up
+    samples = [[] for _ in argvs]
+    for _ in range(count):  # alternately, so that every command sees the same moments
+        for argv, taken in zip(argvs, samples):
+            taken.append(await spawn(argv))
+    print(json.dumps(samples))
 
-async def measure_spawns(argv: Sequence[str], count: int) -> Summary:
-    """`asyncio.create_subprocess_exec(*argv)` + wait, one after the other, seconds each."""
-    await spawn_once(argv)  # warm-up
-    return Summary.of([await spawn_once(argv) for _ in range(count)])
+asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2])))
+"""
+
+
+async def measure_spawns(count: int) -> tuple[list[float], list[float]]:
+    """Seconds per `asyncio.create_subprocess_exec(...)` + wait of `true` and of `bash -c true`, `count`
+    of each, alternately, one at a time, in a child interpreter."""
+    argvs = [[shutil.which("true") or "/bin/true"], [shutil.which("bash") or "/bin/sh", "-c", "true"]]
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SPAWN_PROBE, str(count), json.dumps(argvs),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await probe.communicate()
+    if probe.returncode != 0:
+        raise BenchError(f"the spawn probe failed with exit status {probe.returncode}")
+    true_samples, bash_samples = json.loads(out)
+    return true_samples, bash_samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,17 +726,22 @@ class W1Figures:
 
 
 async def run_w1(system: System, meter: Meter, runs: int, profile: cProfile.Profile | None) -> W1Figures:
+    """The chain, `runs` times (the first a warm-up)."""
     await system.upload(chain_definition(CHAIN_LENGTH))
-    totals, db_totals, cycles = [], [], []
     await system.wait_done(await system.submit(W1_JOB))  # warm-up
-    reading = meter.reading()
-    if profile is not None:
-        profile.enable()
+    totals, db_totals, cycles = [], [], []
+    used: tuple[float, ...] = (0, 0, 0, 0, 0)
     for _ in range(runs - 1):
+        reading = meter.reading()
+        if profile is not None:
+            profile.enable()
         start = time.perf_counter()
         request_id = await system.submit(W1_JOB)
         details = await system.wait_done(request_id)
         totals.append(time.perf_counter() - start)
+        if profile is not None:
+            profile.disable()
+        used = spent(reading, meter.reading(), used)
         request = details.request
         if request.ended_at is None:
             raise BenchError(f"W1 request {request_id} completed without ended_at")
@@ -706,9 +750,7 @@ async def run_w1(system: System, meter: Meter, runs: int, profile: cProfile.Prof
         if len(starts) != CHAIN_LENGTH:
             raise BenchError(f"W1 request {request_id} ran {len(starts)} tasks, not {CHAIN_LENGTH}")
         cycles += [seconds_between(a, b) for a, b in itertools.pairwise(starts)]
-    if profile is not None:
-        profile.disable()
-    usage = meter.per_task(reading, (runs - 1) * CHAIN_LENGTH)
+    usage = usage_per_task(used, (runs - 1) * CHAIN_LENGTH)
     return W1Figures(tuple(totals), tuple(db_totals), Summary.of(cycles), usage)
 
 
@@ -828,31 +870,25 @@ class Options:
     keep: bool
 
 
-async def run_pass(database: str, options: Options, root: Path) -> PassFigures:
+async def run_pass(database: str, server_url: str, options: Options, root: Path) -> PassFigures:
+    """Every chosen workload on one database (`server_url`: a PostgreSQL server; unused for SQLite)."""
     figures = PassFigures(database)
     data_dir = root / database
     data_dir.mkdir(parents=True)
     async with contextlib.AsyncExitStack() as stack:
         if database == "sqlite":
             url = f"sqlite+aiosqlite:///{data_dir / 'formicary.db'}"
-        elif options.postgres_url:
-            url = stack.enter_context(scratch_database(options.postgres_url))
         else:
-            cluster = PrivateCluster(root / "postgres", durable=options.postgres_durable)
-            stack.callback(cluster.stop)
-            url = await asyncio.to_thread(cluster.start)
-            durability = "fsync and synchronous_commit on" if options.postgres_durable else "fsync off"
-            print(f"  private PostgreSQL 127.0.0.1:{cluster.port} ({durability})")
+            url = stack.enter_context(scratch_database(server_url))
         system = await stack.enter_async_context(
             running_system(url, data_dir, ants=W2_ANTS, capacity=options.capacity, observer=options.observer)
         )
         meter = Meter(system)
         print(f"  Queen 127.0.0.1:{system.queen.grpc_port}, {W2_ANTS} Ants of capacity {options.capacity}")
-        if "w1" in options.workloads:
-            true = shutil.which("true") or "/bin/true"
-            bash = shutil.which("bash") or "/bin/sh"
-            figures.spawn_true = await measure_spawns([true], SPAWNS)
-            figures.spawn_bash = await measure_spawns([bash, "-c", "true"], SPAWNS)
+        # first, while the Queen and the Ants are idle: after a job the Queen still works for a while
+        # (its log archive), and a probe then measures that rather than the machine
+        spawn_true, spawn_bash = await measure_spawns(SPAWNS)
+        figures.spawn_true, figures.spawn_bash = Summary.of(spawn_true), Summary.of(spawn_bash)
         if "echo" in options.workloads:
             figures.echo = await measure_echo(ECHO_ROUND_TRIPS, ECHO_PIPELINED)
             figures.stream = await measure_stream(system, meter, STREAM_ROUND_TRIPS, STREAM_PIPELINED)
@@ -881,6 +917,14 @@ def _us(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
 
 
+def _load() -> str:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    try:
+        return f"load average {os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "load average unknown"
+
+
 def _verdict(ok: bool) -> str:
     return "target met" if ok else "target MISSED"
 
@@ -897,12 +941,14 @@ def _usage_rows(label: str, usage: Usage) -> list[tuple[str, str, str]]:
 def _w1_rows(w1: W1Figures, database: str, spawn: float | None) -> list[tuple[str, str, str]]:
     ref = REFERENCE
     target = ref.target_chain_sqlite_ms if database == "sqlite" else ref.target_chain_postgresql_ms
-    runs = "runs " + ", ".join(f"{t * 1e3:.0f}" for t in w1.totals) + " ms"
+    runs = (
+        ("runs " if len(w1.totals) > 1 else "run ") + ", ".join(f"{t * 1e3:.0f}" for t in w1.totals) + " ms"
+    )
     verdict = _verdict(w1.per_task * 1e3 <= target)
     others = f"Celery {ref.celery_chain_ms:g} ms, Prefect {ref.prefect_chain_ms:g} ms"
     versus = f"{verdict} (<= {target:g} ms); {others}"
     rows = [
-        (f"W1 chain of {CHAIN_LENGTH}, median total ({len(w1.totals)} runs)", _ms(w1.median_total), runs),
+        (f"W1 chain of {CHAIN_LENGTH}, median total of {len(w1.totals)}", _ms(w1.median_total), runs),
         ("W1 per task (total / 20)", _ms(w1.per_task), versus),
     ]
     if spawn:
@@ -971,9 +1017,10 @@ def report(figures: PassFigures) -> None:
     """Print the pass's figures as a table: figure, value, same-pass ratio or comparison."""
     rows: list[tuple[str, str, str]] = []
     spawn = figures.spawn_true.p50 if figures.spawn_true else None
+    if figures.spawn_true:
+        rows.append(("bare spawn of `true` (p50)", _ms(figures.spawn_true.p50), "reference 0.48 ms"))
     if figures.spawn_true and figures.spawn_bash:
         bash = figures.spawn_bash.p50
-        rows.append(("bare spawn of `true` (p50)", _ms(figures.spawn_true.p50), "reference 0.48 ms"))
         rows.append(("spawn of `bash -c true` (p50)", _ms(bash), f"{bash / figures.spawn_true.p50:.1f}x"))
     if figures.w1 is not None:
         rows += _w1_rows(figures.w1, figures.database, spawn)
@@ -987,7 +1034,7 @@ def report(figures: PassFigures) -> None:
         return
     name_width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
-    print(f"\n== {figures.database} ==")
+    print(f"\n== {figures.database} == ({_load()} at the end of the pass)")
     for name, value, note in rows:
         print(f"  {name:<{name_width}}  {value:>{value_width}}  {note}".rstrip())
 
@@ -1000,7 +1047,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
         prog="bench/dispatch.py",
         description="Per-task cost, throughput and latency of the embedded system (SHELL `true` tasks).",
     )
-    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql", "both"), default="both", help="default: both, in turn."
+    )
     parser.add_argument(
         "--postgres-url",
         help="SQLAlchemy URL of a PostgreSQL server to use (a scratch database is created on it and "
@@ -1064,12 +1113,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
 async def amain(options: Options, root: Path) -> None:
     print(
         f"bench/dispatch.py {utc_now():%Y-%m-%d %H:%M} UTC: Python {platform.python_version()}, "
-        f"grpcio {grpc.__version__}, {os.cpu_count()} CPUs, observer {options.observer}"
+        f"grpcio {grpc.__version__}, {os.cpu_count()} CPUs, observer {options.observer}, {_load()}"
     )
     try:
-        for database in options.databases:
-            print(f"\n{database}: {', '.join(w for w in WORKLOADS if w in options.workloads)}")
-            report(await run_pass(database, options, root))
+        async with contextlib.AsyncExitStack() as stack:
+            server_url = options.postgres_url or ""
+            if "postgresql" in options.databases and not server_url:
+                # started first: forking it (as another user) once gRPC threads exist makes gRPC log noise
+                cluster = PrivateCluster(root / "postgres", durable=options.postgres_durable)
+                stack.callback(cluster.stop)
+                server_url = await asyncio.to_thread(cluster.start)
+                durability = "fsync, synchronous_commit on" if options.postgres_durable else "fsync off"
+                print(f"private PostgreSQL cluster on 127.0.0.1:{cluster.port} ({durability})")
+            for database in options.databases:
+                print(f"\n{database}: {', '.join(w for w in WORKLOADS if w in options.workloads)}")
+                report(await run_pass(database, server_url, options, root))
     finally:
         if options.keep:
             print(f"\nkept {root}")

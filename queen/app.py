@@ -17,6 +17,7 @@ from formicary.v1 import (
     admin_service_pb2,
     ant_service_pb2,
     ant_service_pb2_grpc,
+    approval_service_pb2,
     artifact_service_pb2,
     job_definition_service_pb2,
     job_request_service_pb2,
@@ -24,6 +25,7 @@ from formicary.v1 import (
 from queen.ants.registry import AntRegistry
 from queen.api import register_public_servicers
 from queen.api.ant_service import AntServiceServicer
+from queen.approvals.timers import GateTimers
 from queen.artifacts import build_object_store
 from queen.domain.identity import Identity
 from queen.domain.job_definition import TaskMethod
@@ -33,6 +35,7 @@ from queen.notifier import ChangeNotifier
 from queen.scheduler.cron import CronTrigger
 from queen.scheduler.scheduler import Scheduler
 from queen.services.admin import AdminService
+from queen.services.approvals import ApprovalService
 from queen.services.artifacts import ArtifactService
 from queen.services.definitions import DefinitionService
 from queen.services.requests import RequestService
@@ -84,6 +87,13 @@ class Queen:
         )
         self.supervisors.on_finished = self.scheduler.wake
         self.cron = CronTrigger(self.db, on_submitted=self.scheduler.wake)
+        self.approvals = ApprovalService(db=self.db, notifier=self.notifier, launch=self.supervisors.launch)
+        self.gate_timers = GateTimers(
+            db=self.db,
+            notifier=self.notifier,
+            launch=self.supervisors.launch,
+            sweep_interval=settings.sweep_interval,
+        )
         identity = Identity(settings.organization_id, settings.user_id)
         self.services = Services(
             definitions=DefinitionService(self.db, on_change=self._definitions_changed),
@@ -96,6 +106,7 @@ class Queen:
             ),
             registry=self.registry,
             admin=AdminService(db=self.db, registry=self.registry),
+            approvals=self.approvals,
             artifacts=ArtifactService(
                 self.db,
                 self.artifact_store,
@@ -130,6 +141,7 @@ class Queen:
         await self.registry.start()
         await self.log_archive.start()
         await self.supervisors.resume_all()
+        await self.gate_timers.start()
         await self.scheduler.start()
         await self.cron.start()
         self._server, self.grpc_port = await self._start_server()
@@ -143,6 +155,7 @@ class Queen:
         await self.http.stop()
         if self._server is not None:
             await self._server.stop(_GRACE_SECONDS)
+        await self.gate_timers.stop()
         await self.cron.stop()
         await self.scheduler.stop()
         await self.supervisors.stop_all()
@@ -171,6 +184,7 @@ class Queen:
             job_request_service_pb2.DESCRIPTOR.services_by_name["JobRequestService"].full_name,
             admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
             artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
+            approval_service_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]

@@ -72,6 +72,7 @@ class GateTimers:
         launch: Callable[[int], None],
         hook: NotificationHook | None = None,
         sweep_interval: timedelta = timedelta(minutes=1),
+        settle: timedelta = timedelta(milliseconds=50),
         batch: int = 100,
     ) -> None:
         self._db = db
@@ -81,6 +82,7 @@ class GateTimers:
         self._own_hook = own if hook is None else None  # closed by stop(); a hook passed in is the caller's
         self._hook: NotificationHook = hook if hook is not None else own
         self._sweep = sweep_interval.total_seconds()
+        self._settle = settle.total_seconds()
         self._batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -116,12 +118,18 @@ class GateTimers:
                 log.exception("gate_timers_pass_failed")
                 due_in = None
             timeout = self._sweep if due_in is None else min(self._sweep, max(due_in, 0.0))
-            waiters = [asyncio.ensure_future(change.wait()), asyncio.ensure_future(self._wake.wait())]
+            changed = asyncio.ensure_future(change.wait())
+            woken = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {changed, woken}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
-                for waiter in waiters:
-                    waiter.cancel()
+                changed.cancel()
+                woken.cancel()
+            if changed in done and woken not in done and (due_in is None or due_in > self._settle):
+                # a burst of commits (a task ending moves its task, request and cursor) makes one pass
+                await asyncio.sleep(self._settle)
 
     async def run_once(self) -> float | None:
         """One pass: adopt and reconcile gates, fire every due rung; seconds until the next is due."""

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from queen.approvals import gates
 from queen.domain.errors import FailedPrecondition, InvalidArgument, InvalidTransition
 from queen.domain.identity import Identity
 from queen.domain.states import JobState, TaskState
@@ -212,6 +213,7 @@ class RequestService:
         """A job at a gate or paused: close its open gate, record the CANCELLED ending, and let a
         supervisor run the always_run tasks it owes and finish it."""
         assert request.job_execution_id is not None
+        await gates.cancel_gates(session, request.id, reason)
         execution = await executions.get_job_execution(session, request.job_execution_id)
         for task in await executions.task_executions_of(session, execution.id):
             if task.task_state is TaskState.MANUAL_APPROVAL_REQUIRED:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from queen.ants.registry import AntRegistry
 from queen.domain.identity import Identity
 from queen.services.admin import AdminService
+from queen.services.approvals import ApprovalService
 from queen.services.artifacts import ArtifactService
 from queen.services.definitions import DefinitionService
 from queen.services.requests import RequestService
@@ -23,6 +24,7 @@ class Services:
     requests: RequestService
     registry: AntRegistry
     admin: AdminService
+    approvals: ApprovalService
     artifacts: ArtifactService
     logs: LogHub
     local_identity: Identity

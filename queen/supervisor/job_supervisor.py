@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from queen.approvals import gates
 from queen.domain import flow
 from queen.domain.errors import InvalidArgument, InvalidTransition
 from queen.domain.flow import Decision, Step, TaskOutcome
@@ -456,14 +457,19 @@ class JobSupervisor:
         return TaskReport(TaskState.SKIPPED, exit_code="SKIPPED", exit_message=f"except: {task.except_}")
 
     async def _open_gate(self, record: TaskExecutionRecord) -> None:
-        """A MANUAL task waits for people: no Ant holds it; the request says so (decisions: approvals)."""
+        """A MANUAL task waits for people: no Ant holds it; the request says so, and the gate record (policy,
+        version, deadlines, artifact digests) is stored in the same transaction (queen.approvals)."""
+        task = self._require_job().task(record.task_type)
+        assert task is not None
+        now = utc_now()
         async with self.deps.db.transaction() as session:
             record = await executions.transition_task(
-                session, record.id, TaskState.READY, TaskState.MANUAL_APPROVAL_REQUIRED, started_at=utc_now()
+                session, record.id, TaskState.READY, TaskState.MANUAL_APPROVAL_REQUIRED, started_at=now
             )
             self._request = await requests.transition_request(
                 session, self.request_id, JobState.EXECUTING, JobState.MANUAL_APPROVAL_REQUIRED
             )
+            await gates.open_gate(session, self._request, record, task, now)
         self._tasks[record.task_type] = record
         self.announce()
 

@@ -24,6 +24,9 @@ class Supervisors:
         # told when a supervisor ends (its job finished, paused or waits at a gate): a slot may be free
         self.on_finished = on_finished
         self._running: dict[int, tuple[JobSupervisor, asyncio.Task[None]]] = {}
+        # launches asked for while that request's supervisor was still finishing (e.g. a gate decided
+        # just as the supervisor that opened it was leaving): honoured when it has left
+        self._relaunch: set[int] = set()
         self._closing = False
 
     @property
@@ -35,7 +38,10 @@ class Supervisors:
 
     def launch(self, request_id: int) -> None:
         """Start supervising a request (READY, STARTED, EXECUTING or PAUSED-being-resumed)."""
-        if self._closing or request_id in self._running:
+        if self._closing:
+            return
+        if request_id in self._running:
+            self._relaunch.add(request_id)
             return
         supervisor = JobSupervisor(self._deps, request_id)
         task = asyncio.create_task(self._supervise(supervisor), name=f"job-{request_id}")
@@ -61,6 +67,9 @@ class Supervisors:
         finally:
             self._running.pop(supervisor.request_id, None)
             if not self._closing:
+                if supervisor.request_id in self._relaunch:
+                    self._relaunch.discard(supervisor.request_id)
+                    self.launch(supervisor.request_id)
                 self.on_finished()
 
     async def resume_all(self) -> None:

@@ -231,11 +231,12 @@ async def test_approve_and_reject_decide_the_gate_and_the_waiting_submit_exits_w
 ) -> None:
     waiting, request_id = await _wait_at_gate(cli, "cli-strict-gate", "go-ahead")
     try:
-        decided = await cli(verb, str(request_id), "go-ahead", "--comment", f"{verb}d by the test")
+        decided = await cli(verb, str(request_id), "go-ahead", "--comment", f"{verb} by the test")
         if decided.exit_code == 1 and "not supported by this Queen" in decided.stderr:
             pytest.skip("this Queen does not serve ApprovalService yet")
         assert decided.exit_code == 0, decided
-        assert decided.stdout.startswith(f"{verb}d gate 'go-ahead' of job request {request_id}: ")
+        past = {"approve": "approved", "reject": "rejected"}[verb]
+        assert decided.stdout.startswith(f"{past} gate 'go-ahead' of job request {request_id}: ")
         async with asyncio.timeout(_COMMAND_TIMEOUT):
             assert await waiting.wait() == outcome  # 0 COMPLETED (approved), 1 FAILED (rejected: FATAL)
         again = await cli(verb, str(request_id), "go-ahead")

@@ -91,6 +91,7 @@ async def test_grpcurl_lists_describes_and_calls_through_reflection(api: Api) ->
     assert sorted(services) == [
         "formicary.v1.AdminService",
         "formicary.v1.AntService",
+        "formicary.v1.ApprovalService",
         "formicary.v1.ArtifactService",
         "formicary.v1.JobDefinitionService",
         "formicary.v1.JobRequestService",

@@ -11,10 +11,11 @@ from queen.approvals import gates
 from queen.domain.approvals import GateClosed, GateState, InvalidInputs, StaleGate, Vote
 from queen.domain.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from queen.domain.states import JobState, TaskState
+from queen.store import TaskExecutionRecord, artifacts, executions, requests
 from queen.store import approvals as approval_records
-from queen.store import artifacts, executions, requests
 from queen.store._clock import utc_now
 from queen.store.records import ArtifactKind
+from queen.supervisor.job_supervisor import JobSupervisor
 from tests.fixtures.engine import Engine
 from tests.fixtures.waiting import assert_eventually
 from tests.integration.approvals.conftest import (
@@ -79,6 +80,19 @@ async def test_approved_gate_follows_the_approved_route_with_inputs(gatehouse: G
     ]
     assert view.gate.description == "check the costs"
 
+    # inputs that do not fit: every problem is listed, and nothing is recorded
+    with pytest.raises(InvalidInputs) as caught:
+        await gatehouse.decide(
+            BOB, request_id, Vote.APPROVE, inputs={"weight": "heavy", "dry_run": "perhaps"}
+        )
+    assert caught.value.problems == (
+        '"ticket" is required',
+        "\"weight\" must be a number (got 'heavy')",
+        "\"dry_run\" must be true or false (got 'perhaps')",
+    )
+    refused = await gatehouse.gate(request_id)
+    assert (refused.votes, refused.gate.ledger_length) == ((), 1)
+
     result = await gatehouse.decide(
         BOB, request_id, Vote.APPROVE, comment="costs ok", inputs={"ticket": "CHG-7", "dry_run": "yes"}
     )
@@ -104,7 +118,9 @@ async def test_approved_gate_follows_the_approved_route_with_inputs(gatehouse: G
 
 async def test_rejected_gate_runs_the_rollback_and_the_job_completes(gatehouse: Gatehouse) -> None:
     request_id = await gatehouse.submit_to_gate(dr_job("sla_deadline: 1h\ntimeout_action: AUTO_APPROVE"))
-    assert (await gatehouse.gate(request_id)).gate.next_due_at is not None
+    opened = await gatehouse.gate(request_id)
+    assert opened.next_step is not None
+    assert (opened.next_step.action, opened.gate.next_due_at) == ("AUTO_APPROVE", opened.gate.deadline_at)
     with pytest.raises(InvalidArgument, match="needs a comment"):
         await gatehouse.decide(BOB, request_id, Vote.REJECT)
     result = await gatehouse.decide(BOB, request_id, Vote.REJECT, comment="too expensive")
@@ -130,24 +146,23 @@ async def test_unrouted_reject_fails_the_job_and_always_run_still_runs(gatehouse
     assert gatehouse.engine.dispatcher.ran() == ["provision", "notify"]
 
 
-@pytest.mark.parametrize("second", [Vote.APPROVE, Vote.REJECT])
-async def test_two_concurrent_decisions_exactly_one_wins(gatehouse: Gatehouse, second: Vote) -> None:
-    request_id = await gatehouse.submit_to_gate(dr_job())
-    results = await asyncio.gather(
-        gatehouse.decide(BOB, request_id, Vote.APPROVE),
-        gatehouse.decide(CAROL, request_id, second, comment="no"),
-        return_exceptions=True,
-    )
-    won = [r for r in results if not isinstance(r, BaseException)]
-    lost = [r for r in results if isinstance(r, BaseException)]
-    assert len(won) == 1, results
-    assert [type(r) for r in lost] == [GateClosed], results
-    view = await gatehouse.gate(request_id)
-    assert view.state is won[0].view.state
-    assert len(view.votes) == 1
-    kinds = await gatehouse.ledger_kinds(request_id)
-    assert kinds == ["REQUESTED", "VOTED", "DECIDED"]
-    await gatehouse.engine.wait_for(request_id, *DONE)
+async def test_two_concurrent_decisions_exactly_one_wins(gatehouse: Gatehouse) -> None:
+    for second in (Vote.APPROVE, Vote.REJECT):
+        request_id = await gatehouse.submit_to_gate(dr_job())
+        results = await asyncio.gather(
+            gatehouse.decide(BOB, request_id, Vote.APPROVE),
+            gatehouse.decide(CAROL, request_id, second, comment="no"),
+            return_exceptions=True,
+        )
+        won = [r for r in results if not isinstance(r, BaseException)]
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert len(won) == 1, results
+        assert [type(r) for r in lost] == [GateClosed], results
+        view = await gatehouse.gate(request_id)
+        assert view.state is won[0].view.state
+        assert len(view.votes) == 1
+        assert await gatehouse.ledger_kinds(request_id) == ["REQUESTED", "VOTED", "DECIDED"]
+        await gatehouse.engine.wait_for(request_id, *DONE)
 
 
 async def test_stale_version_is_refused_and_earlier_votes_no_longer_count(gatehouse: Gatehouse) -> None:
@@ -244,21 +259,6 @@ async def test_per_group_quorum(gatehouse: Gatehouse) -> None:
     assert (await gatehouse.engine.wait_for(request_id, *DONE)).request.job_state is JobState.COMPLETED
 
 
-async def test_inputs_are_validated_and_a_refused_vote_records_nothing(gatehouse: Gatehouse) -> None:
-    request_id = await gatehouse.submit_to_gate(dr_job(INPUTS))
-    with pytest.raises(InvalidInputs) as caught:
-        await gatehouse.decide(
-            BOB, request_id, Vote.APPROVE, inputs={"weight": "heavy", "dry_run": "perhaps"}
-        )
-    assert caught.value.problems == (
-        '"ticket" is required',
-        "\"weight\" must be a number (got 'heavy')",
-        "\"dry_run\" must be true or false (got 'perhaps')",
-    )
-    view = await gatehouse.gate(request_id)
-    assert (view.votes, view.gate.ledger_length) == ((), 1)
-
-
 async def test_cancelling_the_job_closes_its_gate(gatehouse: Gatehouse) -> None:
     request_id = await gatehouse.submit_to_gate(dr_job())
     await gatehouse.engine.requests.cancel(REQUESTER, request_id, "not today")
@@ -274,22 +274,45 @@ async def test_cancelling_the_job_closes_its_gate(gatehouse: Gatehouse) -> None:
     assert (await gatehouse.ledger_kinds(request_id))[-1] == "CANCELLED"
 
 
-async def test_open_gate_hook_records_the_gate_once(engine: Engine) -> None:
-    """What the supervisor calls inside the transaction that opens the gate (no timers running here)."""
+async def test_the_supervisor_hook_records_the_gate_with_the_state_change(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring handed to the supervisor: `open_gate` in the transaction that opens the gate, so the
+    gate record exists the moment the request is MANUAL_APPROVAL_REQUIRED (no adoption involved)."""
+
+    async def _open_gate(self: JobSupervisor, record: TaskExecutionRecord) -> None:
+        job = self._require_job()
+        task = job.task(record.task_type)
+        assert task is not None
+        now = utc_now()
+        async with self.deps.db.transaction() as session:
+            record = await executions.transition_task(
+                session, record.id, TaskState.READY, TaskState.MANUAL_APPROVAL_REQUIRED, started_at=now
+            )
+            self._request = await requests.transition_request(
+                session, self.request_id, JobState.EXECUTING, JobState.MANUAL_APPROVAL_REQUIRED
+            )
+            await gates.open_gate(session, self._request, record, task, now)
+        self._tasks[record.task_type] = record
+        self.announce()
+
+    monkeypatch.setattr(JobSupervisor, "_open_gate", _open_gate)
     await engine.upload(dr_job("sla_deadline: 1h\ntimeout_action: AUTO_REJECT"))
     request_id = await engine.submit("dr")
     details = await engine.wait_for(request_id, JobState.MANUAL_APPROVAL_REQUIRED)
-    task = {t.task_type: t for t in details.tasks}["verify"]
+    verify = {t.task_type: t for t in details.tasks}["verify"]
     job = (await engine.definitions.get(REQUESTER, job_type="dr")).definition()
-    now = utc_now()
     async with engine.db.transaction() as session:
-        request = await requests.get_request(session, request_id)
-        record = await executions.get_task_execution(session, task.id)
-        gate = await gates.open_gate(session, request, record, job.tasks[1], now)
-        again = await gates.open_gate(session, request, record, job.tasks[1], now)
+        assert await approval_records.waiting_tasks_without_gate(session) == []
+        gate = await approval_records.latest_gate(session, request_id, "verify")
+        assert gate is not None
         entries = await approval_records.ledger_of(session, gate.id)
+        # idempotent: a second call (a retried transaction, the adoption safety net) changes nothing
+        request = await requests.get_request(session, request_id)
+        again = await gates.open_gate(session, request, verify, job.tasks[1], utc_now())
     assert again == gate
     assert (gate.state, gate.version, gate.opening, gate.requester) == (GateState.OPEN, 1, 1, "alice")
-    assert gate.deadline_at == gate.next_due_at == now + timedelta(hours=1)
+    assert verify.started_at is not None
+    assert gate.deadline_at == gate.next_due_at == verify.started_at + timedelta(hours=1)
     assert [e.kind for e in entries] == ["REQUESTED"]
     assert entries[0].data["policy"]["timeout_action"] == "AUTO_REJECT"

@@ -56,6 +56,7 @@ async def test_an_untouched_ledger_verifies_and_exports(gatehouse: Gatehouse) ->
 async def test_edited_and_deleted_entries_are_detected(gatehouse: Gatehouse) -> None:
     edited = await _decided_request(gatehouse)
     truncated = await _decided_request(gatehouse)
+    assert (await gatehouse.service.verify_ledger(BOB)).ok
     gate_of = "gate_id IN (SELECT id FROM approval_gates WHERE job_request_id = {})".format
     await _sql(
         gatehouse, f"UPDATE approval_ledger SET actor = 'mallory' WHERE sequence = 2 AND {gate_of(edited)}"

@@ -4,14 +4,15 @@ after the engine restarts (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
-import httpx
 import pytest
 
 from queen.domain.approvals import GateState
 from queen.domain.states import JobState, TaskState
+from queen.services.approvals import ApprovalService
 from tests.fixtures.engine import Engine, start_engine, stop_engine
-from tests.integration.approvals.conftest import Gatehouse, dr_job, start_gatehouse
+from tests.integration.approvals.conftest import BOB, Gatehouse, dr_job, start_gatehouse
 
 pytestmark = pytest.mark.integration
 
@@ -19,21 +20,17 @@ DONE = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
 LADDER = """\
 sla:
-  - {after: 150ms, action: REMIND, to: ["http://hooks.test/remind"]}
-  - {after: 300ms, action: ESCALATE, to: ["http://hooks.test/fail", "http://hooks.test/down", "sre-oncall"]}
-sla_deadline: 450ms
+  - {after: 100ms, action: REMIND, to: ["http://hooks.test/remind"]}
+  - {after: 200ms, action: ESCALATE, to: ["http://hooks.test/fail", "http://hooks.test/down", "sre-oncall"]}
+sla_deadline: 300ms
 timeout_action: AUTO_REJECT
 escalation_message: the DR gate is waiting
 """
 
 
 async def test_the_ladder_fires_in_order_and_auto_rejects(gatehouse: Gatehouse) -> None:
-    request_id = await gatehouse.submit_to_gate(dr_job(LADDER))
-    view = await gatehouse.gate(request_id)
-    assert view.next_step is not None
-    assert view.next_step.action == "REMIND"
-    assert view.gate.deadline_at is not None
-
+    await gatehouse.engine.upload(dr_job(LADDER))
+    request_id = await gatehouse.engine.submit("dr")
     details = await gatehouse.engine.wait_for(request_id, *DONE)
     assert details.request.job_state is JobState.COMPLETED
     assert gatehouse.engine.dispatcher.ran() == ["provision", "teardown", "notify"]
@@ -76,7 +73,8 @@ async def test_the_ladder_fires_in_order_and_auto_rejects(gatehouse: Gatehouse) 
 
 async def test_a_deadline_without_timeout_action_times_out_and_is_routable(gatehouse: Gatehouse) -> None:
     routes = "{APPROVED: switch-dns, REJECTED: teardown, TIMED_OUT: teardown}"
-    request_id = await gatehouse.submit_to_gate(dr_job("sla_deadline: 200ms", routes=routes))
+    await gatehouse.engine.upload(dr_job("sla_deadline: 100ms", routes=routes))
+    request_id = await gatehouse.engine.submit("dr")
     details = await gatehouse.engine.wait_for(request_id, *DONE)
     assert details.request.job_state is JobState.COMPLETED
     verify = {t.task_type: t for t in details.tasks}["verify"]
@@ -92,26 +90,31 @@ async def test_a_deadline_without_timeout_action_times_out_and_is_routable(gateh
 
 
 async def test_timers_are_rearmed_from_the_database_after_a_restart(database_url: str) -> None:
-    policy = "sla:\n  - {after: 400ms, action: REMIND}\nsla_deadline: 600ms\ntimeout_action: AUTO_APPROVE"
+    """The gate (and its due times) is recorded by a Queen whose timers never run; a new Queen on the
+    same database fires its rungs at their times, from the rows alone."""
+    policy = "sla:\n  - {after: 300ms, action: REMIND}\nsla_deadline: 450ms\ntimeout_action: AUTO_APPROVE"
     first = await start_engine(database_url)
-    posts: list[httpx.Request] = []
-    house, client = await start_gatehouse(first, posts)
     try:
-        request_id = await house.submit_to_gate(dr_job(policy))
-        assert (await house.gate(request_id)).gate.sla_step == 0
+        await first.upload(dr_job(policy))
+        request_id = await first.submit("dr")
+        await first.wait_for(request_id, JobState.MANUAL_APPROVAL_REQUIRED)
+        service = ApprovalService(db=first.db, notifier=first.notifier, launch=first.supervisors.launch)
+        opened = await service.get(BOB, request_id, "verify")
+        assert (opened.state, opened.gate.sla_step) == (GateState.OPEN, 0)
+        assert opened.gate.next_due_at is not None
     finally:
-        await house.timers.stop()
-        await client.aclose()
         await stop_engine(first)
 
-    # a new Queen on the same database: nothing in memory survived, the timers come from the rows
     second: Engine = await start_engine(database_url)
-    house, client = await start_gatehouse(second, posts)
+    house, client = await start_gatehouse(second, [])
     try:
         details = await second.wait_for(request_id, *DONE)
         assert details.request.job_state is JobState.COMPLETED
         assert second.dispatcher.ran() == ["switch-dns", "notify"]
-        assert await house.ledger_kinds(request_id) == ["REQUESTED", "REMINDED", "DECIDED"]
+        entries = await house.ledger(request_id)
+        assert [e["kind"] for e in entries] == ["REQUESTED", "REMINDED", "DECIDED"]
+        reminded = datetime.fromisoformat(entries[1]["created_at"])
+        assert reminded >= opened.gate.next_due_at  # not early
         assert (await house.gate(request_id)).gate.decided_by == "formicary:sla"
     finally:
         await house.timers.stop()

@@ -121,7 +121,9 @@ def test_a_definition_shows_its_tasks_and_durations_as_the_language_writes_them(
 
 def test_the_gateway_serves_the_documented_routes() -> None:
     dummy = cast(Any, object())
-    app = build_app(Services(dummy, dummy, dummy, dummy, dummy, dummy, dummy), limits=body_limits_for(65536))
+    app = build_app(
+        Services(dummy, dummy, dummy, dummy, dummy, dummy, dummy, dummy), limits=body_limits_for(65536)
+    )
 
     routes = {(method, path) for path, item in app.openapi()["paths"].items() for method in item}
 
