@@ -14,6 +14,7 @@ import pytest
 from formicary.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
+    approval_service_pb2_grpc,
     artifact_service_pb2_grpc,
     job_definition_service_pb2,
     job_definition_service_pb2_grpc,
@@ -46,6 +47,7 @@ class Client:
     requests: job_request_service_pb2_grpc.JobRequestServiceStub
     admin: admin_service_pb2_grpc.AdminServiceStub
     artifacts: artifact_service_pb2_grpc.ArtifactServiceStub
+    approvals: approval_service_pb2_grpc.ApprovalServiceStub
 
     async def upload(self, yaml: str) -> None:
         await self.definitions.UploadJobDefinition(
@@ -110,6 +112,7 @@ async def connect() -> AsyncIterator[Callable[[int], Client]]:
             job_request_service_pb2_grpc.JobRequestServiceStub(channel),
             admin_service_pb2_grpc.AdminServiceStub(channel),
             artifact_service_pb2_grpc.ArtifactServiceStub(channel),
+            approval_service_pb2_grpc.ApprovalServiceStub(channel),
         )
 
     yield open_client
