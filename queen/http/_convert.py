@@ -17,11 +17,13 @@ from google.protobuf import json_format
 from queen.ants.registry import AntSnapshot
 from queen.api._convert import validation_problem
 from queen.domain import job_definition as jd
+from queen.domain.approvals import Vote, ladder
 from queen.domain.durations import format_duration
 from queen.domain.errors import InvalidArgument
 from queen.domain.problems import Problem
 from queen.http import schemas
 from queen.services.admin import Health
+from queen.services.approvals import DecideResult, GateView
 from queen.services.definitions import UploadResult
 from queen.services.requests import RequestDetails
 from queen.store import DefinitionRecord, JobExecutionRecord, JobRequestRecord, TaskExecutionRecord
@@ -29,6 +31,8 @@ from queen.store.records import ArtifactRecord
 
 __all__ = [
     "ant",
+    "approval",
+    "approval_decision",
     "artifact",
     "health",
     "job_definition",
@@ -101,6 +105,20 @@ def _approval_policy(policy: jd.ApprovalPolicy) -> schemas.ApprovalPolicyOut:
                 values=list(i.values),
             )
             for i in policy.inputs
+        ],
+        require_unanimous=policy.require_unanimous,
+        reject_vetoes=policy.reject_vetoes,
+        quorum=[schemas.ApprovalQuorumOut(group=rule.group, min=rule.min) for rule in policy.quorum],
+        escalation_recipients=list(policy.escalation_recipients),
+        escalation_message=policy.escalation_message,
+        sla=[
+            schemas.ApprovalSlaStepOut(
+                after=format_duration(step.after),
+                action=step.action.value,
+                to=list(step.recipients),
+                message=step.message,
+            )
+            for step in ladder(policy)
         ],
     )
 
@@ -338,6 +356,88 @@ def job_request(
         ended_at=request.ended_at,
         execution=execution,
     )
+
+
+# -- approvals -----------------------------------------------------------------------------------------
+
+# Formicary's words for a decision, as its clients send them (`Vote.from_text` reads them back).
+_DECISION_WORDS = {Vote.APPROVE: "APPROVED", Vote.REJECT: "REJECTED"}
+
+
+def _input_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(name): _plain(value) for name, value in values.items()}
+
+
+def approval(view: GateView) -> schemas.ApprovalOut:
+    """A gate as the caller sees it (the JSON counterpart of `approval_service.approval_to_proto`)."""
+    return schemas.ApprovalOut(**_approval_fields(view))
+
+
+def approval_decision(result: DecideResult) -> schemas.ApprovalDecisionOut:
+    return schemas.ApprovalDecisionOut(**_approval_fields(result.view), duplicate=result.duplicate)
+
+
+def _approval_fields(view: GateView) -> dict[str, Any]:
+    gate = view.gate
+    current = [vote for vote in view.votes if vote.version == gate.version]
+    next_due = gate.next_due_at if view.next_step is not None else None
+    return {
+        "job_request_id": gate.job_request_id,
+        "task_type": gate.task_type,
+        "task_execution_id": gate.task_execution_id,
+        "job_type": gate.job_type,
+        "organization_id": gate.organization_id,
+        "description": gate.description,
+        "state": view.state.value,
+        "version": gate.version,
+        "policy": _approval_policy(view.policy),
+        "policy_summary": view.summary,
+        "progress": view.progress,
+        "tally": schemas.ApprovalTallyOut(
+            approvals=sum(1 for vote in current if vote.decision is Vote.APPROVE),
+            rejections=sum(1 for vote in current if vote.decision is Vote.REJECT),
+            required_approvals=max(view.policy.min_approvals, 1),
+        ),
+        "votes": [
+            schemas.ApprovalVoteOut(
+                user_id=vote.user_id,
+                roles=list(vote.roles),
+                decision=_DECISION_WORDS[vote.decision],
+                comments=vote.comment,
+                inputs=_input_values(vote.inputs),
+                channel=vote.channel.value,
+                gate_version=vote.version,
+                created_at=vote.created_at,
+            )
+            for vote in view.votes
+        ],
+        "requester": gate.requester,
+        "separation_of_duties_note": view.separation_of_duties_note,
+        "artifact_digests": [
+            schemas.ArtifactDigestOut(
+                artifact_id=str(digest.get("artifact_id", "")),
+                name=str(digest.get("name", "")),
+                sha256=str(digest.get("sha256", "")),
+                url=ARTIFACT_DOWNLOAD_PATH.format(id=digest["artifact_id"])
+                if digest.get("artifact_id")
+                else "",
+            )
+            for digest in gate.artifact_digests
+        ],
+        "caller_can_decide": view.caller_can_decide,
+        "caller_cannot_decide_reason": view.caller_cannot_decide_reason,
+        "created_at": gate.created_at,
+        "updated_at": gate.updated_at,
+        "deadline_at": gate.deadline_at,
+        "next_sla_at": next_due,
+        "next_sla_action": view.next_step.action.value if view.next_step and next_due else None,
+        "decided_at": gate.decided_at,
+        "decided_by": gate.decided_by,
+        "decided_channel": gate.decided_channel.value if gate.decided_channel else None,
+        "decision_comments": gate.decision_comment if not view.state.is_open else "",
+        "decision_inputs": _input_values(gate.decision_inputs),
+        "trace_id": gate.trace_id,
+    }
 
 
 # -- operators -----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from queen.http.body_limits import BodyLimit, BodyLimits
 from queen.http.caller import caller_of
 from queen.http.errors import ErrorBoundary, install_error_handlers
+from queen.http.routes.approvals import approvals_router
 from queen.http.routes.artifacts import artifacts_router
 from queen.http.routes.definitions import definitions_router
 from queen.http.routes.docs import docs_router
@@ -23,15 +24,16 @@ from queen.services.service_set import Services
 __all__ = ["build_app"]
 
 _DESCRIPTION = """\
-Formicary's REST API: job definitions (playbooks), job requests and their tasks, artifacts, Ants.
-Field names follow Formicary's JSON. Errors are `{"code", "reason", "message", "details"}` with the
-gRPC status code and details of the same failure over gRPC. Listings page with `page` (from 0) and
-`page_size`. Until authentication arrives, every call acts as the Queen's local identity.
+Formicary's REST API: job definitions (playbooks), job requests and their tasks, approvals, artifacts
+and Ants. Field names follow Formicary's JSON. Errors are `{"code", "reason", "message", "details"}`
+with the gRPC status code and details of the same failure over gRPC. Listings page with `page` (from 0)
+and `page_size`. Until authentication arrives, every call acts as the Queen's local identity.
 """
 
 _TAGS = [
     {"name": "job definitions", "description": "Playbooks: DAGs of tasks, versioned by upload."},
     {"name": "job requests", "description": "Runs of a job definition, and the controls over them."},
+    {"name": "approvals", "description": "MANUAL tasks' gates: vote, read, what waits for people."},
     {"name": "artifacts", "description": "Files tasks produced, their logs, and uploads."},
     {"name": "ants", "description": "The workers connected to this Queen."},
     {"name": "operations", "description": "Health and metrics."},
@@ -67,6 +69,7 @@ def build_app(services: Services, *, limits: BodyLimits) -> FastAPI:
     app.include_router(
         requests_router(services.requests, caller), prefix="/api/jobs/requests", tags=["job requests"]
     )
+    app.include_router(approvals_router(services.approvals, caller), tags=["approvals"])
     app.include_router(
         artifacts_router(services.artifacts, caller), prefix="/api/artifacts", tags=["artifacts"]
     )

@@ -10,12 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 __all__ = [
     "AntOut",
+    "ApprovalDecisionOut",
     "ApprovalInputOut",
+    "ApprovalOut",
     "ApprovalPolicyOut",
+    "ApprovalQuorumOut",
+    "ApprovalSlaStepOut",
+    "ApprovalTallyOut",
+    "ApprovalVoteIn",
+    "ApprovalVoteOut",
+    "ArtifactDigestOut",
     "ArtifactOut",
     "ArtifactsConfigOut",
     "ComponentHealthOut",
@@ -113,7 +121,23 @@ class ApprovalInputOut(_Out):
     values: list[str] = Field(default_factory=list)
 
 
+class ApprovalQuorumOut(_Out):
+    group: str
+    min: int
+
+
+class ApprovalSlaStepOut(_Out):
+    """One rung of the SLA ladder, resolved: after how long without a decision, what, to whom."""
+
+    after: str
+    action: str
+    to: list[str] = Field(default_factory=list)
+    message: str = ""
+
+
 class ApprovalPolicyOut(_Out):
+    """A MANUAL task's `approval_policy` as declared (Formicary's names, and the Queen's additions)."""
+
     min_approvals: int
     allowed_users: list[str]
     allowed_roles: list[str]
@@ -121,6 +145,12 @@ class ApprovalPolicyOut(_Out):
     sla_deadline: str | None = None
     timeout_action: str | None = None
     inputs: list[ApprovalInputOut] = Field(default_factory=list)
+    require_unanimous: bool = False
+    reject_vetoes: bool = True
+    quorum: list[ApprovalQuorumOut] = Field(default_factory=list)
+    escalation_recipients: list[str] = Field(default_factory=list)
+    escalation_message: str = ""
+    sla: list[ApprovalSlaStepOut] = Field(default_factory=list)
 
 
 class TaskDefinitionOut(_Out):
@@ -324,6 +354,107 @@ class SubmitJobRequestIn(BaseModel):
     user_key: str = ""
     job_group: str = Field(default="", max_length=256)
     description: str = Field(default="", max_length=4096)
+
+
+# -- approvals ---------------------------------------------------------------------------------------
+
+
+class ApprovalVoteIn(BaseModel):
+    """One decision on a MANUAL task's gate, as Formicary's clients send it. The decider is the
+    authenticated caller, never a field of this body (fields such as `user_id` are ignored, like any
+    other field not listed here). `gate_version` is the version the decider was shown: a decision on
+    a gate that changed since is refused (409); 0 or absent skips the check. A repeat with the same
+    `idempotency_key` answers the first decision again, with `duplicate: true`."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    decision: str = Field(max_length=40, examples=["APPROVED", "REJECTED"])
+    comments: str = Field(
+        default="",
+        validation_alias=AliasChoices("comments", "comment"),
+        description="Why; required for REJECTED. `comment` is accepted too.",
+    )
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values for the inputs the gate declares; numbers and booleans are written as text.",
+    )
+    idempotency_key: str = ""
+    gate_version: int = Field(default=0, ge=0)
+
+
+class ApprovalVoteOut(_Out):
+    """One vote as cast. `decision` is APPROVED or REJECTED; `gate_version` the version it was cast on
+    (votes on an earlier version no longer count)."""
+
+    user_id: str
+    roles: list[str]
+    decision: str
+    comments: str
+    inputs: dict[str, Any]
+    channel: str
+    gate_version: int
+    created_at: datetime
+
+
+class ArtifactDigestOut(_Out):
+    """An artifact the job had produced when the gate opened (or last changed): what the decision is
+    bound to."""
+
+    artifact_id: str
+    name: str
+    sha256: str
+    url: str
+
+
+class ApprovalTallyOut(_Out):
+    """The votes that count (those on the current version), and how many approvals the policy asks."""
+
+    approvals: int
+    rejections: int
+    required_approvals: int
+
+
+class ApprovalOut(_Out):
+    """A MANUAL task's gate as the caller sees it. `state` is OPEN, APPROVED, REJECTED, TIMED_OUT or
+    CANCELLED; `version` changes when what is to be approved changed. `progress` says where it stands
+    (or how it closed); `caller_can_decide` whether the caller may vote now, and if not, why."""
+
+    job_request_id: int
+    task_type: str
+    task_execution_id: str
+    job_type: str
+    organization_id: str
+    description: str
+    state: str
+    version: int
+    policy: ApprovalPolicyOut
+    policy_summary: str
+    progress: str
+    tally: ApprovalTallyOut
+    votes: list[ApprovalVoteOut]
+    requester: str
+    separation_of_duties_note: str
+    artifact_digests: list[ArtifactDigestOut]
+    caller_can_decide: bool
+    caller_cannot_decide_reason: str
+    created_at: datetime
+    updated_at: datetime
+    deadline_at: datetime | None
+    next_sla_at: datetime | None
+    next_sla_action: str | None
+    decided_at: datetime | None
+    decided_by: str
+    decided_channel: str | None
+    decision_comments: str
+    decision_inputs: dict[str, Any]
+    trace_id: str
+
+
+class ApprovalDecisionOut(ApprovalOut):
+    """The gate after a decision; `duplicate` when the idempotency key named an earlier decision (the
+    gate is then shown as it is now, and nothing was recorded again)."""
+
+    duplicate: bool
 
 
 # -- operators ---------------------------------------------------------------------------------------
