@@ -395,8 +395,9 @@ class AntRegistry:
                 dispatch.finish(
                     DispatchOutcome(_lost_report(session.ant_id, "the Ant stopped reporting the task"))
                 )
+            # free slots feed the pump only: the scheduler's verdicts depend on which Ants exist, not on
+            # their load, so a heartbeat does not wake it (registration and loss do)
             self._pump()
-            self._on_capacity()
         elif kind == "task_accepted":
             session.accepted(frame.task_accepted.sequence)
         elif kind == "task_rejected":
@@ -445,6 +446,7 @@ class AntRegistry:
                 dispatch.session = None
                 self._pending.appendleft(dispatch)
         self._pump()
+        self._on_capacity()  # what the connected Ants can run changed: waiting requests get new reasons
 
     async def _watch_liveness(self) -> None:
         """Expire silent sessions and overdue re-attachments (§8)."""

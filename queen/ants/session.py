@@ -121,7 +121,10 @@ class AntSession:
         """How many more dispatches may be sent now."""
         if self.draining or self.stream is None:
             return 0
-        unanswered = sum(1 for sequence in self.by_sequence if sequence > self.last_acked_sequence)
+        # ant_service.proto §3: every dispatch sent after the heartbeat's last_acked_sequence is not yet
+        # counted in its free_slots, whether or not its result came back since (the Ant frees the slot
+        # only on ResultAck, and says so in a later heartbeat)
+        unanswered = (self.next_sequence - 1) - self.last_acked_sequence
         return self.free_slots - unanswered
 
     @property

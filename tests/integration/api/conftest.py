@@ -142,6 +142,7 @@ class ScriptedAnt:
     and answers each dispatch with the log lines and result it is given."""
 
     def __init__(self, channel: grpc.aio.Channel, ant_id: str = "ant-test") -> None:
+        self.last_answered = 0
         self._outbox: asyncio.Queue[ant_service_pb2.ConnectRequest | None] = asyncio.Queue()
         self._call = ant_service_pb2_grpc.AntServiceStub(channel).Connect(self._frames())
         self.ant_id = ant_id
@@ -169,9 +170,12 @@ class ScriptedAnt:
         self._reader = asyncio.create_task(self._read())
 
     def heartbeat(self, free_slots: int, running: tuple[str, ...] = ()) -> None:
+        # last_acked_sequence: what this heartbeat's free_slots already accounts for (ant_service.proto §3)
         self.send(
             heartbeat=ant_service_pb2.ConnectRequest.Heartbeat(
-                free_slots=free_slots, running_task_execution_ids=list(running)
+                free_slots=free_slots,
+                running_task_execution_ids=list(running),
+                last_acked_sequence=self.last_answered,
             )
         )
 
@@ -187,6 +191,7 @@ class ScriptedAnt:
         """Take the next dispatch, accept it, send `lines` as its log, and complete it."""
         dispatch = await asyncio.wait_for(self.dispatches.get(), 10)
         task = dispatch.request
+        self.last_answered = max(self.last_answered, dispatch.sequence)
         Frame = ant_service_pb2.ConnectRequest
         self.send(
             task_accepted=Frame.TaskAccepted(
