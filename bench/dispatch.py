@@ -571,7 +571,13 @@ async def measure_spawns(count: int) -> tuple[list[float], list[float]]:
         sys.executable, "-c", _SPAWN_PROBE, str(count), json.dumps(argvs),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, _ = await probe.communicate()
+    try:
+        out, _ = await probe.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            probe.kill()
+        await probe.wait()
+        raise
     if probe.returncode != 0:
         raise BenchError(f"the spawn probe failed with exit status {probe.returncode}")
     true_samples, bash_samples = json.loads(out)
@@ -622,11 +628,11 @@ async def measure_echo(round_trips: int, pipelined: int) -> Echo:
                 await call.done_writing()
 
             start = time.perf_counter()
-            writer = asyncio.create_task(write_all())
-            for _ in range(pipelined):
-                await call.read()
-            elapsed = time.perf_counter() - start
-            await writer
+            async with asyncio.TaskGroup() as group:  # owns the writer, also when we are cancelled
+                group.create_task(write_all())
+                for _ in range(pipelined):
+                    await call.read()
+                elapsed = time.perf_counter() - start
             await call.code()
     finally:
         await server.stop(1.0)  # graceful: an immediate stop makes grpc log a GOAWAY at INFO level
@@ -712,7 +718,6 @@ async def measure_stream(system: System, meter: Meter, round_trips: int, pipelin
 @dataclass(frozen=True, slots=True)
 class W1Figures:
     totals: tuple[float, ...]  # seconds, submit -> COMPLETED seen, measured runs (warm-up excluded)
-    db_totals: tuple[float, ...]  # seconds, the request's created_at -> ended_at
     cycles: Summary  # seconds between consecutive tasks' started_at (the steady-state cycle per task)
     usage: Usage
 
@@ -729,7 +734,7 @@ async def run_w1(system: System, meter: Meter, runs: int, profile: cProfile.Prof
     """The chain, `runs` times (the first a warm-up)."""
     await system.upload(chain_definition(CHAIN_LENGTH))
     await system.wait_done(await system.submit(W1_JOB))  # warm-up
-    totals, db_totals, cycles = [], [], []
+    totals, cycles = [], []
     used: tuple[float, ...] = (0, 0, 0, 0, 0)
     for _ in range(runs - 1):
         reading = meter.reading()
@@ -742,16 +747,12 @@ async def run_w1(system: System, meter: Meter, runs: int, profile: cProfile.Prof
         if profile is not None:
             profile.disable()
         used = spent(reading, meter.reading(), used)
-        request = details.request
-        if request.ended_at is None:
-            raise BenchError(f"W1 request {request_id} completed without ended_at")
-        db_totals.append(seconds_between(request.created_at, request.ended_at))
         starts = sorted(t.started_at for t in details.tasks if t.started_at is not None)
         if len(starts) != CHAIN_LENGTH:
             raise BenchError(f"W1 request {request_id} ran {len(starts)} tasks, not {CHAIN_LENGTH}")
         cycles += [seconds_between(a, b) for a, b in itertools.pairwise(starts)]
     usage = usage_per_task(used, (runs - 1) * CHAIN_LENGTH)
-    return W1Figures(tuple(totals), tuple(db_totals), Summary.of(cycles), usage)
+    return W1Figures(tuple(totals), Summary.of(cycles), usage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1110,46 +1111,63 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
     return options, args.queen_log_level
 
 
-async def amain(options: Options, root: Path) -> None:
-    print(
-        f"bench/dispatch.py {utc_now():%Y-%m-%d %H:%M} UTC: Python {platform.python_version()}, "
-        f"grpcio {grpc.__version__}, {os.cpu_count()} CPUs, observer {options.observer}, {_load()}"
-    )
+async def amain(options: Options, root: Path, server_url: str) -> None:
+    """Every pass in turn. SIGINT/SIGTERM cancel it once (later ones are ignored), so the Ants and the
+    Queen are stopped by the context managers on the way out, whatever gRPC is doing at that moment."""
+    loop = asyncio.get_running_loop()
+    this = asyncio.current_task()
+    assert this is not None
+
+    def stop(signum: signal.Signals) -> None:
+        if this.cancelling():
+            print(f"\n{signum.name}: already stopping the Ants and the Queen", file=sys.stderr)
+            return
+        print(f"\n{signum.name}: stopping the Ants and the Queen", file=sys.stderr)
+        this.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            server_url = options.postgres_url or ""
-            if "postgresql" in options.databases and not server_url:
-                # started first: forking it (as another user) once gRPC threads exist makes gRPC log noise
-                cluster = PrivateCluster(root / "postgres", durable=options.postgres_durable)
-                stack.callback(cluster.stop)
-                server_url = await asyncio.to_thread(cluster.start)
-                durability = "fsync, synchronous_commit on" if options.postgres_durable else "fsync off"
-                print(f"private PostgreSQL cluster on 127.0.0.1:{cluster.port} ({durability})")
-            for database in options.databases:
-                print(f"\n{database}: {', '.join(w for w in WORKLOADS if w in options.workloads)}")
-                report(await run_pass(database, server_url, options, root))
+        for database in options.databases:
+            print(f"\n{database}: {', '.join(w for w in WORKLOADS if w in options.workloads)}")
+            report(await run_pass(database, server_url, options, root))
     finally:
-        if options.keep:
-            print(f"\nkept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options, log_level = parse_args(argv)
     configure_logging(log_level)
+    print(
+        f"bench/dispatch.py {utc_now():%Y-%m-%d %H:%M} UTC: Python {platform.python_version()}, "
+        f"grpcio {grpc.__version__}, {os.cpu_count()} CPUs, observer {options.observer}, {_load()}"
+    )
     root = Path(tempfile.mkdtemp(prefix="formicary-bench-"))
     root.chmod(0o755)  # the private cluster's `postgres` user must reach its own subdirectory
+    cluster: PrivateCluster | None = None
     try:
-        # on Ctrl-C, asyncio.run cancels amain: the Ants, the Queen and the private cluster are stopped
-        # by the context managers on the way out, then KeyboardInterrupt is raised here
-        asyncio.run(amain(options, root))
-    except KeyboardInterrupt:
-        print("\ninterrupted: the Ants, the Queen and the private cluster were stopped", file=sys.stderr)
+        server_url = options.postgres_url or ""
+        if "postgresql" in options.databases and not server_url:
+            # before any gRPC thread exists: forking it (as another user) later makes gRPC log noise
+            cluster = PrivateCluster(root / "postgres", durable=options.postgres_durable)
+            server_url = cluster.start()
+            durability = "fsync, synchronous_commit on" if options.postgres_durable else "fsync off"
+            print(f"private PostgreSQL cluster on 127.0.0.1:{cluster.port} ({durability})")
+        asyncio.run(amain(options, root, server_url))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the Ants, the Queen and the private cluster were stopped", file=sys.stderr)
         return 130
     except BenchError as exc:
         print(f"\nbench failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if options.keep:
+            print(f"\nkept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

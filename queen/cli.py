@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -68,6 +69,20 @@ DatabaseUrl = Annotated[
 ]
 
 
+def _configure_logging() -> None:
+    """Key=value console logs at INFO (the telemetry issue brings JSON logs and trace ids)."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+
+
 def _settings(
     grpc_port: int | None, http_port: int | None, data_dir: Path | None, database_url: str | None
 ) -> QueenSettings:
@@ -96,6 +111,7 @@ def queen(
 ) -> None:
     """Run a Queen until SIGINT or SIGTERM (settings: FORMICARY_QUEEN_* environment variables)."""
     settings = _settings(grpc_port, http_port, data_dir, database_url)
+    _configure_logging()
     asyncio.run(_serve(settings, dev_mode=False, examples=[], ant=False))
 
 
@@ -116,6 +132,7 @@ def dev(
     playbooks = (
         [(path.name, path.read_bytes()) for path in sorted(folder.glob("*.yaml"))] if folder.is_dir() else []
     )
+    _configure_logging()
     asyncio.run(_serve(settings, dev_mode=True, examples=playbooks, ant=with_ant))
 
 

@@ -222,7 +222,10 @@ class AntRegistry:
                     case EventKind.DISPATCHED:
                         await progress.dispatched(event.ant_id, event.ant_host)
                     case EventKind.ACCEPTED:
-                        await progress.accepted(event.ant_id)
+                        # a result already in (a short task) makes the EXECUTING write moot: the result's
+                        # transaction records the attempt at once, one transaction fewer per task
+                        if not dispatch.finished:
+                            await progress.accepted(event.ant_id)
                     case EventKind.REJECTED:
                         await progress.waiting(f"Ant {event.ant_id} refused the task: {event.reason}")
                     case EventKind.FINISHED:
