@@ -23,6 +23,7 @@ from formicary.v1 import (
     job_request_service_pb2_grpc,
     state_pb2,
 )
+from tests.fixtures.processes import stop_leftovers
 from tests.fixtures.waiting import assert_eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,6 +97,13 @@ def tasks_of(request: job_request_pb2.JobRequest) -> dict[str, str]:
 
 def state_of(request: job_request_pb2.JobRequest) -> str:
     return state_pb2.JobState.Name(request.job_state).removeprefix("JOB_STATE_")
+
+
+@pytest.fixture(autouse=True)
+async def _no_leftover_processes() -> AsyncIterator[None]:
+    """Whatever a test started is stopped after it, even if it failed before arming its own clean-up."""
+    yield
+    await stop_leftovers()
 
 
 @pytest.fixture
