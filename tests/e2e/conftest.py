@@ -23,7 +23,7 @@ from formicary.v1 import (
     job_request_service_pb2_grpc,
     state_pb2,
 )
-from tests.fixtures.processes import stop_leftovers
+from tests.fixtures.processes import started_count, stop_leftovers
 from tests.fixtures.waiting import assert_eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,8 +102,9 @@ def state_of(request: job_request_pb2.JobRequest) -> str:
 @pytest.fixture(autouse=True)
 async def _no_leftover_processes() -> AsyncIterator[None]:
     """Whatever a test started is stopped after it, even if it failed before arming its own clean-up."""
+    mark = started_count()
     yield
-    await stop_leftovers()
+    await stop_leftovers(mark)
 
 
 @pytest.fixture
