@@ -244,6 +244,7 @@ async def create_task_execution(
     method: str,
     task_order: int,
     allow_failure: bool = False,
+    job_request_id: int | None = None,
     now: datetime | None = None,
 ) -> TaskExecutionRecord:
     """The READY task execution of `task_type` in the job execution; idempotent on (execution, task type).
@@ -254,7 +255,8 @@ async def create_task_execution(
     existing = await find_task_execution(session, job_execution_id, task_type)
     if existing is not None:
         return existing
-    job_request_id = await _job_request_id(session, job_execution_id)
+    if job_request_id is None:
+        job_request_id = await _job_request_id(session, job_execution_id)
     now = now or utc_now()
     row = TaskExecutionRow(
         id=str(uuid.uuid4()),
@@ -344,11 +346,13 @@ async def transition_task(
     target: TaskState,
     *,
     message: str = "",
+    job_request_id: int | None = None,
     now: datetime | None = None,
     **changes: Unpack[TaskChanges],
 ) -> TaskExecutionRecord:
     """Move the task from `expected` to `target`, writing `changes` (its result, its Ant, timings) in the
-    same guarded UPDATE, and log `task_state_changed`.
+    same guarded UPDATE, and log `task_state_changed`. A caller that knows the task's job request passes
+    `job_request_id` and saves a lookup (the supervisor does, on every task of the dispatch path).
 
     Raises InvalidTransition before touching the database if the table forbids expected → target, and
     after the UPDATE if the task is no longer in `expected` (e.g. a result racing a cancel); NotFound if
@@ -377,7 +381,7 @@ async def transition_task(
     )
     await append_event(
         session,
-        job_request_id=await _job_request_id(session, row.job_execution_id),
+        job_request_id=job_request_id or await _job_request_id(session, row.job_execution_id),
         kind=EventKind.TASK_STATE_CHANGED,
         task_execution_id=task_execution_id,
         task_type=row.task_type,

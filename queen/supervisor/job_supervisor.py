@@ -116,6 +116,7 @@ class _Progress:
                 TaskState.EXECUTING,
                 ant_id=ant_id,
                 started_at=self.task.started_at or utc_now(),
+                job_request_id=self._supervisor.request_id,
             )
         await self._supervisor.set_wait_reason("")
         self._supervisor.announce()
@@ -411,6 +412,7 @@ class JobSupervisor:
             method=task.method.value,
             task_order=[t.task_type for t in job.tasks].index(task.task_type),
             allow_failure=task.allow_failure,
+            job_request_id=self.request_id,
         )
         self._tasks[task.task_type] = record
         return record
@@ -438,6 +440,7 @@ class JobSupervisor:
                 ant_host=earlier.ant_host,
                 started_at=earlier.started_at,
                 ended_at=earlier.ended_at,
+                job_request_id=self.request_id,
             )
         self._tasks[task.task_type] = record
         return record
@@ -464,7 +467,12 @@ class JobSupervisor:
         now = utc_now()
         async with self.deps.db.transaction() as session:
             record = await executions.transition_task(
-                session, record.id, TaskState.READY, TaskState.MANUAL_APPROVAL_REQUIRED, started_at=now
+                session,
+                record.id,
+                TaskState.READY,
+                TaskState.MANUAL_APPROVAL_REQUIRED,
+                started_at=now,
+                job_request_id=self.request_id,
             )
             self._request = await requests.transition_request(
                 session, self.request_id, JobState.EXECUTING, JobState.MANUAL_APPROVAL_REQUIRED
@@ -623,6 +631,7 @@ class JobSupervisor:
             cost_factor=report.cost_factor,
             started_at=record.started_at or report.started_at or now,
             ended_at=report.ended_at or now,
+            job_request_id=self.request_id,
         )
 
     async def _verified_artifacts(
@@ -679,6 +688,7 @@ class JobSupervisor:
                     retried=retried,
                     next_run_at=now + decision.delay,
                     ended_at=None,
+                    job_request_id=self.request_id,
                 )
                 self._tasks[task.task_type] = record
                 await self._save_cursor_in(
@@ -688,7 +698,12 @@ class JobSupervisor:
                 await self._restart_in(session, job, decision, now)
             case Step.PAUSE_JOB:
                 record = await executions.transition_task(
-                    session, record.id, record.task_state, TaskState.READY, message="paused by PAUSE_JOB"
+                    session,
+                    record.id,
+                    record.task_state,
+                    TaskState.READY,
+                    message="paused by PAUSE_JOB",
+                    job_request_id=self.request_id,
                 )
                 self._tasks[task.task_type] = record
                 await self._save_cursor_in(
