@@ -25,6 +25,9 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from queen.store._sqlite_inline import InlineConnection
+from queen.store._sqlite_inline import connect as connect_inline
+
 __all__ = ["MIGRATIONS_DIR", "Database", "async_url", "upgrade_to_head"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -138,8 +141,14 @@ class Database:
         pool: dict[str, Any] = {}
         if database not in _SQLITE_MEMORY and not database.startswith("file:"):
             pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
-        engine = create_async_engine(self._url, echo=self._echo, **pool)
-        busy_timeout_ms = self._busy_timeout_ms
+        # sqlite3 calls run on the event loop (no aiosqlite thread hop): see _sqlite_inline.
+        path = self._url.database or ":memory:"
+        busy_timeout = self._busy_timeout_ms / 1000
+
+        async def inline_connection() -> InlineConnection:
+            return connect_inline(path, uri=path.startswith("file:"), busy_timeout=busy_timeout)
+
+        engine = create_async_engine(self._url, echo=self._echo, async_creator=inline_connection, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -153,7 +162,8 @@ class Database:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
-                cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+                # 0: a lock held by another process is waited for in InlineConnection.begin, off the loop
+                cursor.execute("PRAGMA busy_timeout=0")
             finally:
                 cursor.close()
 
