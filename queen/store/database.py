@@ -142,11 +142,11 @@ class Database:
         if database not in _SQLITE_MEMORY and not database.startswith("file:"):
             pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
         # sqlite3 calls run on the event loop (no aiosqlite thread hop): see _sqlite_inline.
-        path = self._url.database or ":memory:"
+        target = self._url.database or ":memory:"
         busy_timeout = self._busy_timeout_ms / 1000
 
         async def inline_connection() -> InlineConnection:
-            return connect_inline(path, uri=path.startswith("file:"), busy_timeout=busy_timeout)
+            return connect_inline(target, uri=target.startswith("file:"), busy_timeout=busy_timeout)
 
         engine = create_async_engine(self._url, echo=self._echo, async_creator=inline_connection, **pool)
 
