@@ -42,7 +42,7 @@ from queen.services.requests import RequestService
 from queen.services.service_set import Services
 from queen.settings import QueenSettings
 from queen.store import Database
-from queen.supervisor.job_supervisor import SupervisorDeps
+from queen.supervisor.job_supervisor import FinishedAttempt, SupervisorDeps
 from queen.supervisor.supervisors import Supervisors
 from queen.task_logs import LogHub
 
@@ -126,8 +126,8 @@ class Queen:
     def http_port(self) -> int:
         return self.http.port
 
-    def _attempt_finished(self, task_execution_id: str, task_type: str, task_retry: int) -> None:
-        self.log_archive.attempt_finished(task_execution_id, task_type, task_retry)
+    def _attempt_finished(self, attempt: FinishedAttempt) -> None:
+        self.log_archive.attempt_finished(attempt)
 
     def _capacity_changed(self) -> None:
         self.scheduler.wake()

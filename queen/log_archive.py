@@ -1,19 +1,24 @@
 """Keeps each finished attempt's console log as a LOG artifact, off the dispatch path.
 
-The supervisor hands over (task execution, retry) once the attempt's result is committed; a single
-background worker copies the lines the LogHub holds into the artifact store. An attempt that printed
-nothing gets no artifact. Lines are stored as the Ant sent them (the Ant masks secrets before sending).
+The supervisor hands over each attempt once its result is committed; one background worker copies the
+lines the LogHub holds into the artifact store. It takes what has queued up within a short linger as one
+batch: the objects are written one by one, their records inserted in one transaction, so a busy Queen
+pays one transaction per batch, not per task. An attempt that printed nothing gets no artifact. Lines
+are stored as the Ant sent them (the Ant masks secrets before sending). Until its batch is stored, a log
+is readable live from the LogHub; a Queen that stops drains the queue first (for a while).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 import structlog
 
 from queen.domain.errors import FormicaryError
-from queen.services.artifacts import ArtifactService
+from queen.services.artifacts import ArtifactService, TaskLog
+from queen.supervisor.job_supervisor import FinishedAttempt
 from queen.task_logs import LogHub
 
 __all__ = ["LogArchive"]
@@ -26,15 +31,24 @@ _DRAIN_SECONDS = 10.0
 class LogArchive:
     """A queue of finished attempts whose logs are to be stored, and the worker that stores them."""
 
-    def __init__(self, hub: LogHub, artifacts: ArtifactService) -> None:
+    def __init__(
+        self,
+        hub: LogHub,
+        artifacts: ArtifactService,
+        *,
+        linger: timedelta = timedelta(milliseconds=200),
+        batch: int = 200,
+    ) -> None:
         self._hub = hub
         self._artifacts = artifacts
-        self._queue: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue()
+        self._linger = linger.total_seconds()
+        self._batch = batch
+        self._queue: asyncio.Queue[FinishedAttempt] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
-    def attempt_finished(self, task_execution_id: str, task_type: str, task_retry: int) -> None:
+    def attempt_finished(self, attempt: FinishedAttempt) -> None:
         """Called by the supervisor after the attempt's result committed (never blocks)."""
-        self._queue.put_nowait((task_execution_id, task_type, task_retry))
+        self._queue.put_nowait(attempt)
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="log-archive")
@@ -52,21 +66,49 @@ class LogArchive:
 
     async def _run(self) -> None:
         while True:
-            task_execution_id, task_type, task_retry = await self._queue.get()
+            batch = [await self._queue.get()]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._linger):
+                    while len(batch) < self._batch:
+                        batch.append(await self._queue.get())
             try:
-                await self._store(task_execution_id, task_type, task_retry)
-            except FormicaryError as exc:
-                log.warning("task_log_not_stored", task_execution_id=task_execution_id, error=str(exc))
+                await self._store(batch)
             except Exception:
-                log.exception("task_log_not_stored", task_execution_id=task_execution_id)
+                log.exception("task_logs_not_stored", count=len(batch))
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _store(self, task_execution_id: str, task_type: str, task_retry: int) -> None:
-        lines, _ = self._hub.snapshot(task_execution_id)
-        texts = [line.text for line in lines if line.task_retry == task_retry]
-        if not texts:
+    async def _store(self, batch: list[FinishedAttempt]) -> None:
+        logs = [task_log for attempt in batch if (task_log := self._log_of(attempt)) is not None]
+        if not logs:
             return
-        name = f"{task_type}.log" if task_retry == 0 else f"{task_type}.retry-{task_retry}.log"
-        record = await self._artifacts.store_log(task_execution_id, texts, name=name)
-        log.debug("task_log_stored", task_execution_id=task_execution_id, artifact_id=record.id)
+        try:
+            await self._artifacts.store_logs(logs)
+        except FormicaryError:
+            if len(logs) == 1:
+                raise
+            # one bad log (a name refused, say) must not cost the others theirs
+            for task_log in logs:
+                try:
+                    await self._artifacts.store_logs([task_log])
+                except FormicaryError as exc:
+                    log.warning(
+                        "task_log_not_stored", task_execution_id=task_log.task_execution_id, error=str(exc)
+                    )
+
+    def _log_of(self, attempt: FinishedAttempt) -> TaskLog | None:
+        lines, _ = self._hub.snapshot(attempt.task_execution_id)
+        texts = tuple(line.text for line in lines if line.task_retry == attempt.task_retry)
+        if not texts:
+            return None
+        retry = attempt.task_retry
+        return TaskLog(
+            organization_id=attempt.organization_id,
+            job_request_id=attempt.job_request_id,
+            job_execution_id=attempt.job_execution_id,
+            task_execution_id=attempt.task_execution_id,
+            task_type=attempt.task_type,
+            name=f"{attempt.task_type}.log" if retry == 0 else f"{attempt.task_type}.retry-{retry}.log",
+            lines=texts,
+        )

@@ -14,6 +14,16 @@ class ChangeNotifier:
     def __init__(self) -> None:
         self._by_request: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self._any = asyncio.Event()
+        self._gates = asyncio.Event()
+
+    def gates_changed(self) -> None:
+        """Announce a committed change of approval gates' due times (a gate opened or re-armed)."""
+        self._gates.set()
+        self._gates = asyncio.Event()
+
+    def next_gates_change(self) -> asyncio.Event:
+        """An event set at the next `gates_changed()` (what the SLA timers wait for besides their sweep)."""
+        return self._gates
 
     def changed(self, request_id: int) -> None:
         """Announce a committed change of a request."""

@@ -106,9 +106,12 @@ class GateTimers:
             await self._own_hook.aclose()
 
     async def _loop(self) -> None:
+        # Woken when gates open or are re-armed (`ChangeNotifier.gates_changed`, announced by whoever
+        # committed it), by `wake()`, when the next rung is due, and by the sweep (the safety net that also
+        # reconciles). Not by every job's change: a task ending must not cost a pass.
         while True:
             # taken before the pass, so a change committed during the pass wakes the next one
-            change = self._notifier.next_change_of_any()
+            change = self._notifier.next_gates_change()
             self._wake.clear()
             try:
                 due_in = await self.run_once()
@@ -128,7 +131,7 @@ class GateTimers:
                 changed.cancel()
                 woken.cancel()
             if changed in done and woken not in done and (due_in is None or due_in > self._settle):
-                # a burst of commits (a task ending moves its task, request and cursor) makes one pass
+                # several gates opening together make one pass
                 await asyncio.sleep(self._settle)
 
     async def run_once(self) -> float | None:

@@ -182,6 +182,8 @@ class ApprovalService:
     def _announce(self, adopted: list[ApprovalGateRecord]) -> None:
         for gate in adopted:
             self._notifier.changed(gate.job_request_id)
+        if adopted:
+            self._notifier.gates_changed()
 
     async def _find(
         self, session: AsyncSession, identity: Identity, job_request_id: int, task_type: str

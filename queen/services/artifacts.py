@@ -32,6 +32,7 @@ from queen.artifacts import (
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
+    StoredObject,
     artifact_key,
     check_artifact_name,
     check_task_type,
@@ -50,7 +51,7 @@ from queen.store import artifacts as artifact_records
 from queen.store._clock import utc_now
 from queen.store.records import ArtifactKind, ArtifactRecord
 
-__all__ = ["ANT_ROLE", "QUEEN_USER_ID", "ArtifactService", "ArtifactUpload"]
+__all__ = ["ANT_ROLE", "QUEEN_USER_ID", "ArtifactService", "ArtifactUpload", "TaskLog"]
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +95,19 @@ class ArtifactUpload:
     retention: timedelta | None = None
     content_length: int | None = None
     sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLog:
+    """One attempt's console log to store as a LOG artifact, with where it belongs (known to the caller)."""
+
+    organization_id: str
+    job_request_id: int
+    job_execution_id: str
+    task_execution_id: str
+    task_type: str
+    name: str
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +386,68 @@ class ArtifactService:
             content_length=record.content_length,
         )
         return record
+
+    async def store_logs(self, logs: Iterable[TaskLog]) -> builtins.list[ArtifactRecord]:
+        """Store several attempts' console logs as LOG artifacts, their records in ONE transaction.
+
+        What the LogArchive calls with the attempts that finished since its last batch: the owners come
+        from the supervisor (no lookup), the contents go to the object store one by one, the records
+        are inserted together. When the transaction fails no record exists and every object is removed.
+        """
+        written: list[tuple[TaskLog, str, str, StoredObject]] = []
+        try:
+            for task_log in logs:
+                check_artifact_name(task_log.name)
+                artifact_id = str(uuid.uuid4())
+                key = artifact_key(
+                    organization_id=task_log.organization_id,
+                    job_request_id=task_log.job_request_id,
+                    task_type=task_log.task_type,
+                    artifact_id=artifact_id,
+                    name=task_log.name,
+                )
+                stored = await self._store.put(
+                    key,
+                    _encoded_lines(task_log.lines, self._max_bytes),
+                    content_type=LOG_CONTENT_TYPE,
+                    max_bytes=self._max_bytes,
+                )
+                written.append((task_log, artifact_id, key, stored))
+            if not written:
+                return []
+            now = utc_now()
+            expires_at = None if self._default_retention is None else now + self._default_retention
+            async with self._db.transaction() as session:
+                records = [
+                    await artifact_records.create_artifact(
+                        session,
+                        artifact_id=artifact_id,
+                        organization_id=task_log.organization_id,
+                        user_id=QUEEN_USER_ID,
+                        name=task_log.name,
+                        kind=ArtifactKind.LOG,
+                        bucket=self._store.bucket,
+                        key=key,
+                        sha256=stored.sha256,
+                        content_length=stored.size,
+                        content_type=LOG_CONTENT_TYPE,
+                        job_request_id=task_log.job_request_id,
+                        job_execution_id=task_log.job_execution_id,
+                        task_execution_id=task_log.task_execution_id,
+                        task_type=task_log.task_type,
+                        metadata={},
+                        expires_at=expires_at,
+                        now=now,
+                    )
+                    for task_log, artifact_id, key, stored in written
+                ]
+        except BaseException:
+            # No records, so no artifacts: the contents must go too (even if this task is being cancelled).
+            for _, _, key, _ in written:
+                await asyncio.shield(self._remove_object(key))
+            raise
+        log.debug("task_logs_stored", count=len(records))
+        return records
 
     async def _remove_content(self, record: ArtifactRecord) -> None:
         await self._remove_object(record.key, artifact_id=record.id)

@@ -43,7 +43,14 @@ from queen.store.records import ArtifactKind
 from queen.supervisor.cursor import Cursor, Ending
 from queen.supervisor.dispatch import DispatchOutcome, TaskDispatcher
 
-__all__ = ["ERR_JOB_TIMEOUT", "ERR_TASK_TIMEOUT", "JobSupervisor", "Stop", "SupervisorDeps"]
+__all__ = [
+    "ERR_JOB_TIMEOUT",
+    "ERR_TASK_TIMEOUT",
+    "FinishedAttempt",
+    "JobSupervisor",
+    "Stop",
+    "SupervisorDeps",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +77,20 @@ class SupervisorDeps:
     notifier: ChangeNotifier
     # How long beyond a task's own timeout the Queen waits for the Ant to report it before giving up.
     timeout_grace: timedelta = timedelta(seconds=30)
-    # Told (task execution id, task type, retry) once an attempt's result is committed (log archive).
-    attempt_finished: Callable[[str, str, int], None] = lambda _id, _type, _retry: None
+    # Told once an attempt's result is committed (the log archive stores its console log).
+    attempt_finished: Callable[[FinishedAttempt], None] = lambda _attempt: None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedAttempt:
+    """An attempt whose result is committed, with where it belongs (so nobody has to look it up)."""
+
+    organization_id: str
+    job_request_id: int
+    job_execution_id: str
+    task_execution_id: str
+    task_type: str
+    task_retry: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +499,7 @@ class JobSupervisor:
             await gates.open_gate(session, self._request, record, task, now)
         self._tasks[record.task_type] = record
         self.announce()
+        self.deps.notifier.gates_changed()
 
     def _variables(
         self,
@@ -558,6 +578,7 @@ class JobSupervisor:
         """Apply the flow rules to the finished attempt; result, decision and cursor commit together."""
         record, report = attempt.record, attempt.report
         request = self._require_request()
+        execution_id = self._require_execution().id  # a RESTART_JOB replaces it below
         if report is None:
             outcome = _outcome_of(record, request.retried)
         else:
@@ -587,7 +608,16 @@ class JobSupervisor:
             await self._apply(session, task, record, decision, now=now)
         if attempt.dispatch is not None:
             await attempt.dispatch.ack()
-            self.deps.attempt_finished(attempt.record.id, task.task_type, attempt.record.retried)
+            self.deps.attempt_finished(
+                FinishedAttempt(
+                    organization_id=request.organization_id,
+                    job_request_id=request.id,
+                    job_execution_id=execution_id,
+                    task_execution_id=attempt.record.id,
+                    task_type=task.task_type,
+                    task_retry=attempt.record.retried,
+                )
+            )
         self.announce()
         if decision.step is Step.RESTART_JOB and decision.delay > timedelta(0):
             # not durable: a Queen restart during this delay restarts the job at once
