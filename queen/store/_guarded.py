@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import CursorResult, Result, Row, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -14,8 +14,6 @@ from queen.domain.errors import InvalidTransition, NotFound
 from queen.store.models import Base
 
 __all__ = ["guarded_update", "rowcount"]
-
-RowT = TypeVar("RowT", bound=Base)
 
 
 def rowcount(result: Result[Any]) -> int:
@@ -25,7 +23,7 @@ def rowcount(result: Result[Any]) -> int:
 
 async def guarded_update(
     session: AsyncSession,
-    model: type[RowT],
+    model: type[Base],
     *,
     entity: str,
     row_id: object,
@@ -33,21 +31,25 @@ async def guarded_update(
     expected: enum.StrEnum,
     target: enum.StrEnum,
     values: Mapping[str, Any],
-) -> RowT:
+) -> Row[Any]:
     """Move one row from `expected` to `target` (and set `values`) in a single guarded UPDATE.
+
+    A Core statement on the model's table (no ORM unit of work: this is the dispatch path's write), so it
+    returns the updated row as a `Row`, whose attributes are the columns.
 
     The caller has already checked the transition table. When no row matches, the row is read once to
     say why: NotFound if it does not exist, else InvalidTransition naming the state it is really in
     (another transaction changed it first: a lost race, never a silent overwrite).
     """
+    table = cast(Table, model.__table__)
     id_column = model.__mapper__.primary_key[0]
     stmt = (
-        update(model)
+        update(table)
         .where(id_column == row_id, state_column == expected)
         .values({state_column.key: target, **values})
-        .returning(model)
+        .returning(*table.c)
     )
-    row = (await session.execute(stmt)).scalars().one_or_none()
+    row = (await session.execute(stmt)).one_or_none()
     if row is not None:
         return row
     current = await session.scalar(select(state_column).where(id_column == row_id))

@@ -14,9 +14,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.store._clock import utc_now
@@ -25,6 +25,8 @@ from queen.store.models import EventRow
 from queen.store.records import EventRecord
 
 __all__ = ["EventKind", "append_event", "events_since"]
+
+_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 
 
 class EventKind(enum.StrEnum):
@@ -53,21 +55,45 @@ async def append_event(
     data: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> EventRecord:
-    """Append one event to the request's log (flushed, so it has its id) and return it."""
-    row = EventRow(
+    """Append one event to the request's log and return it (with its id).
+
+    A Core INSERT (the dispatch path appends two events per task). Rows the session holds pending
+    (`session.add`) are flushed first, so the event's references exist when it is inserted.
+    """
+    if session.new:
+        await session.flush()
+    created_at = now or utc_now()
+    kind_text = str(kind)
+    from_text = None if from_state is None else str(from_state)
+    to_text = None if to_state is None else str(to_state)
+    payload = to_json_object(data or {})
+    result = await session.execute(
+        insert(_EVENTS).values(
+            job_request_id=job_request_id,
+            task_execution_id=task_execution_id,
+            task_type=task_type,
+            kind=kind_text,
+            from_state=from_text,
+            to_state=to_text,
+            message=message,
+            data=payload,
+            created_at=created_at,
+        )
+    )
+    key = cast(CursorResult[Any], result).inserted_primary_key
+    assert key is not None, "an INSERT of one row has its primary key"
+    return EventRecord(
+        id=int(key[0]),
         job_request_id=job_request_id,
         task_execution_id=task_execution_id,
         task_type=task_type,
-        kind=str(kind),
-        from_state=None if from_state is None else str(from_state),
-        to_state=None if to_state is None else str(to_state),
+        kind=kind_text,
+        from_state=from_text,
+        to_state=to_text,
         message=message,
-        data=to_json_object(data or {}),
-        created_at=now or utc_now(),
+        data=freeze_mapping(payload),
+        created_at=created_at,
     )
-    session.add(row)
-    await session.flush()
-    return _record(row)
 
 
 async def events_since(

@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, Row, Table, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain.errors import NotFound
@@ -40,6 +42,8 @@ __all__ = [
     "transition_task",
 ]
 
+_JOB_EXECUTIONS: Table = JobExecutionRow.__table__  # type: ignore[assignment]
+_TASK_EXECUTIONS: Table = TaskExecutionRow.__table__  # type: ignore[assignment]
 _JOB_EXECUTION = "job execution"
 _TASK_EXECUTION = "task execution"
 # Large values that the task_state_changed event does not copy (they stay on the task row).
@@ -219,18 +223,13 @@ async def set_cursor(
     Not an event of its own: the task transition committed with it already tells what happened.
     """
     now = now or utc_now()
-    row = (
-        (
-            await session.execute(
-                update(JobExecutionRow)
-                .where(JobExecutionRow.id == job_execution_id)
-                .values(cursor=to_json_object(cursor), updated_at=now)
-                .returning(JobExecutionRow)
-            )
-        )
-        .scalars()
-        .one_or_none()
+    stmt = (
+        update(_JOB_EXECUTIONS)
+        .where(_JOB_EXECUTIONS.c.id == job_execution_id)
+        .values(cursor=to_json_object(cursor), updated_at=now)
+        .returning(*_JOB_EXECUTIONS.c)
     )
+    row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise NotFound(f"job execution {job_execution_id} does not exist")
     return _job_execution_record(row)
@@ -252,60 +251,56 @@ async def create_task_execution(
     Returns the existing row unchanged when there is one (also when a concurrent call created it first);
     otherwise creates it and logs `task_created`. NotFound if the job execution does not exist.
     """
-    existing = await find_task_execution(session, job_execution_id, task_type)
-    if existing is not None:
-        return existing
     if job_request_id is None:
         job_request_id = await _job_request_id(session, job_execution_id)
     now = now or utc_now()
-    row = TaskExecutionRow(
-        id=str(uuid.uuid4()),
-        job_execution_id=job_execution_id,
-        task_type=task_type,
-        method=str(method),
-        task_state=TaskState.READY,
-        task_order=task_order,
-        allow_failure=allow_failure,
-        exit_code="",
-        exit_message="",
-        error_code="",
-        error_message="",
-        failed_command="",
-        ant_id="",
-        ant_host="",
-        retried=0,
-        contexts={},
-        artifacts=[],
-        stdout=[],
-        warnings=[],
-        cost_factor=0.0,
-        span_id="",
-        next_run_at=None,
-        deadline_at=None,
-        started_at=None,
-        ended_at=None,
-        updated_at=now,
-    )
-    try:
-        # A savepoint: losing the race to a concurrent creator leaves the caller's transaction usable.
-        async with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
+    values: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "job_execution_id": job_execution_id,
+        "task_type": task_type,
+        "method": str(method),
+        "task_state": TaskState.READY,
+        "task_order": task_order,
+        "allow_failure": allow_failure,
+        "exit_code": "",
+        "exit_message": "",
+        "error_code": "",
+        "error_message": "",
+        "failed_command": "",
+        "ant_id": "",
+        "ant_host": "",
+        "retried": 0,
+        "contexts": {},
+        "artifacts": [],
+        "stdout": [],
+        "warnings": [],
+        "cost_factor": 0.0,
+        "span_id": "",
+        "next_run_at": None,
+        "deadline_at": None,
+        "started_at": None,
+        "ended_at": None,
+        "updated_at": now,
+    }
+    # One statement whether or not the task exists: an existing (execution, task type) row wins and is
+    # returned unchanged (a concurrent creator, or a caller that did not know), with no savepoint.
+    inserted = await session.execute(_insert_if_absent(session, values).returning(_TASK_EXECUTIONS.c.id))
+    if inserted.first() is None:
         existing = await find_task_execution(session, job_execution_id, task_type)
-        if existing is not None:
-            return existing
-        raise
+        if existing is None:
+            raise NotFound(f"job execution {job_execution_id} does not exist")
+        return existing
     await append_event(
         session,
         job_request_id=job_request_id,
         kind=EventKind.TASK_CREATED,
-        task_execution_id=row.id,
+        task_execution_id=values["id"],
         task_type=task_type,
         to_state=TaskState.READY,
-        data={"job_execution_id": job_execution_id, "method": row.method, "task_order": task_order},
+        data={"job_execution_id": job_execution_id, "method": values["method"], "task_order": task_order},
         now=now,
     )
-    return _task_record(row)
+    return _task_record_of(values)
 
 
 async def find_task_execution(
@@ -417,7 +412,19 @@ async def _job_request_id(session: AsyncSession, job_execution_id: str) -> int:
     return found
 
 
-def _job_execution_record(row: JobExecutionRow) -> JobExecutionRecord:
+def _insert_if_absent(session: AsyncSession, values: Mapping[str, Any]) -> Insert:
+    """INSERT of a task execution that does nothing when its (execution, task type) exists already."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql_insert(_TASK_EXECUTIONS).values(values).on_conflict_do_nothing()
+    return sqlite_insert(_TASK_EXECUTIONS).values(values).on_conflict_do_nothing()
+
+
+def _task_record_of(values: Mapping[str, Any]) -> TaskExecutionRecord:
+    return _task_record(SimpleNamespace(**values))
+
+
+def _job_execution_record(row: JobExecutionRow | Row[Any]) -> JobExecutionRecord:
     return JobExecutionRecord(
         id=row.id,
         job_request_id=row.job_request_id,
@@ -437,7 +444,7 @@ def _job_execution_record(row: JobExecutionRow) -> JobExecutionRecord:
     )
 
 
-def _task_record(row: TaskExecutionRow) -> TaskExecutionRecord:
+def _task_record(row: TaskExecutionRow | Row[Any] | SimpleNamespace) -> TaskExecutionRecord:
     return TaskExecutionRecord(
         id=row.id,
         job_execution_id=row.job_execution_id,

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -414,7 +414,7 @@ def _check_params(params: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def _record(row: JobRequestRow) -> JobRequestRecord:
+def _record(row: JobRequestRow | Row[Any]) -> JobRequestRecord:
     return JobRequestRecord(
         id=row.id,
         parent_id=row.parent_id,
