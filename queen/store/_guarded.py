@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Row, Table, select, update
+from sqlalchemy import CursorResult, Result, Table, bindparam, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql import ClauseElement
 
 from queen.domain.errors import InvalidTransition, NotFound
+from queen.store._fast import FastStatement, returning_columns, run
 from queen.store.models import Base
 
 __all__ = ["guarded_update", "rowcount"]
@@ -31,11 +35,11 @@ async def guarded_update(
     expected: enum.StrEnum,
     target: enum.StrEnum,
     values: Mapping[str, Any],
-) -> Row[Any]:
+) -> SimpleNamespace:
     """Move one row from `expected` to `target` (and set `values`) in a single guarded UPDATE.
 
-    A Core statement on the model's table (no ORM unit of work: this is the dispatch path's write), so it
-    returns the updated row as a `Row`, whose attributes are the columns.
+    One of the dispatch path's statements (`_fast`): compiled once per table and set of columns, run on
+    the transaction's driver connection. Returns the updated row as a `SimpleNamespace` of its columns.
 
     The caller has already checked the transition table. When no row matches, the row is read once to
     say why: NotFound if it does not exist, else InvalidTransition naming the state it is really in
@@ -43,16 +47,33 @@ async def guarded_update(
     """
     table = cast(Table, model.__table__)
     id_column = model.__mapper__.primary_key[0]
-    stmt = (
-        update(table)
-        .where(id_column == row_id, state_column == expected)
-        .values({state_column.key: target, **values})
-        .returning(*table.c)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is not None:
-        return row
+    columns = (state_column.key, *sorted(values))
+    statement = _update_statement(table, str(id_column.key), state_column.key, columns)
+    params = {**values, state_column.key: target, "w_id": row_id, "w_state": expected}
+    rows = await run(session, statement, params)
+    if rows:
+        return SimpleNamespace(**rows[0])
     current = await session.scalar(select(state_column).where(id_column == row_id))
     if current is None:
         raise NotFound(f"{entity} {row_id} does not exist")
     raise InvalidTransition(f"{entity} {row_id}", str(current), str(target))
+
+
+_STATEMENTS: dict[tuple[str, tuple[str, ...]], FastStatement] = {}
+
+
+def _update_statement(table: Table, id_key: str, state_key: str, columns: tuple[str, ...]) -> FastStatement:
+    """`UPDATE table SET <columns> WHERE id = :w_id AND state = :w_state RETURNING *`, once per shape."""
+    found = _STATEMENTS.get((table.name, columns))
+    if found is None:
+
+        def build(_dialect: Dialect) -> ClauseElement:
+            return (
+                update(table)
+                .where(table.c[id_key] == bindparam("w_id"), table.c[state_key] == bindparam("w_state"))
+                .values({name: bindparam(name) for name in columns})
+                .returning(*table.c)
+            )
+
+        found = _STATEMENTS[(table.name, columns)] = FastStatement(build, returning_columns(table))
+    return found

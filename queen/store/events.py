@@ -14,12 +14,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.store._clock import utc_now
+from queen.store._fast import FastStatement, run
 from queen.store._json import freeze_mapping, to_json_object
 from queen.store.models import EventRow
 from queen.store.records import EventRecord
@@ -27,6 +28,24 @@ from queen.store.records import EventRecord
 __all__ = ["EventKind", "append_event", "events_since"]
 
 _EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+_EVENT_COLUMNS = (
+    "job_request_id",
+    "task_execution_id",
+    "task_type",
+    "kind",
+    "from_state",
+    "to_state",
+    "message",
+    "data",
+    "created_at",
+)
+# a dispatch-path statement (see _fast): every state change appends one
+_INSERT_EVENT = FastStatement(
+    lambda _dialect: (
+        insert(_EVENTS).values({name: bindparam(name) for name in _EVENT_COLUMNS}).returning(_EVENTS.c.id)
+    ),
+    (_EVENTS.c.id,),
+)
 
 
 class EventKind(enum.StrEnum):
@@ -60,30 +79,28 @@ async def append_event(
     A Core INSERT (the dispatch path appends two events per task). Rows the session holds pending
     (`session.add`) are flushed first, so the event's references exist when it is inserted.
     """
-    if session.new:
-        await session.flush()
     created_at = now or utc_now()
     kind_text = str(kind)
     from_text = None if from_state is None else str(from_state)
     to_text = None if to_state is None else str(to_state)
     payload = to_json_object(data or {})
-    result = await session.execute(
-        insert(_EVENTS).values(
-            job_request_id=job_request_id,
-            task_execution_id=task_execution_id,
-            task_type=task_type,
-            kind=kind_text,
-            from_state=from_text,
-            to_state=to_text,
-            message=message,
-            data=payload,
-            created_at=created_at,
-        )
+    rows = await run(
+        session,
+        _INSERT_EVENT,
+        {
+            "job_request_id": job_request_id,
+            "task_execution_id": task_execution_id,
+            "task_type": task_type,
+            "kind": kind_text,
+            "from_state": from_text,
+            "to_state": to_text,
+            "message": message,
+            "data": payload,
+            "created_at": created_at,
+        },
     )
-    key = cast(CursorResult[Any], result).inserted_primary_key
-    assert key is not None, "an INSERT of one row has its primary key"
     return EventRecord(
-        id=int(key[0]),
+        id=int(rows[0]["id"]),
         job_request_id=job_request_id,
         task_execution_id=task_execution_id,
         task_type=task_type,

@@ -12,14 +12,17 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Insert, Row, Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ClauseElement
 
 from queen.domain.errors import NotFound
 from queen.domain.states import JobState, TaskState, check_job_transition, check_task_transition
 from queen.store._clock import utc_now
+from queen.store._fast import FastStatement, returning_columns, run
 from queen.store._guarded import guarded_update
 from queen.store._json import freeze, freeze_mapping, to_json_list, to_json_object, to_json_value
 from queen.store.events import EventKind, append_event
@@ -223,15 +226,12 @@ async def set_cursor(
     Not an event of its own: the task transition committed with it already tells what happened.
     """
     now = now or utc_now()
-    stmt = (
-        update(_JOB_EXECUTIONS)
-        .where(_JOB_EXECUTIONS.c.id == job_execution_id)
-        .values(cursor=to_json_object(cursor), updated_at=now)
-        .returning(*_JOB_EXECUTIONS.c)
+    rows = await run(
+        session, _SET_CURSOR, {"w_id": job_execution_id, "cursor": to_json_object(cursor), "updated_at": now}
     )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
+    if not rows:
         raise NotFound(f"job execution {job_execution_id} does not exist")
+    row = SimpleNamespace(**rows[0])
     return _job_execution_record(row)
 
 
@@ -284,8 +284,7 @@ async def create_task_execution(
     }
     # One statement whether or not the task exists: an existing (execution, task type) row wins and is
     # returned unchanged (a concurrent creator, or a caller that did not know), with no savepoint.
-    inserted = await session.execute(_insert_if_absent(session, values).returning(_TASK_EXECUTIONS.c.id))
-    if inserted.first() is None:
+    if not await run(session, _INSERT_TASK_IF_ABSENT, values):
         existing = await find_task_execution(session, job_execution_id, task_type)
         if existing is None:
             raise NotFound(f"job execution {job_execution_id} does not exist")
@@ -412,19 +411,35 @@ async def _job_request_id(session: AsyncSession, job_execution_id: str) -> int:
     return found
 
 
-def _insert_if_absent(session: AsyncSession, values: Mapping[str, Any]) -> Insert:
+def _insert_task_if_absent(dialect: Dialect) -> ClauseElement:
     """INSERT of a task execution that does nothing when its (execution, task type) exists already."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql_insert(_TASK_EXECUTIONS).values(values).on_conflict_do_nothing()
-    return sqlite_insert(_TASK_EXECUTIONS).values(values).on_conflict_do_nothing()
+    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+    return (
+        insert(_TASK_EXECUTIONS)
+        .values({column.key: bindparam(column.key) for column in _TASK_EXECUTIONS.c})
+        .on_conflict_do_nothing()
+        .returning(_TASK_EXECUTIONS.c.id)
+    )
+
+
+# dispatch-path statements (see _fast)
+_INSERT_TASK_IF_ABSENT = FastStatement(_insert_task_if_absent, (_TASK_EXECUTIONS.c.id,))
+_SET_CURSOR = FastStatement(
+    lambda _dialect: (
+        update(_JOB_EXECUTIONS)
+        .where(_JOB_EXECUTIONS.c.id == bindparam("w_id"))
+        .values(cursor=bindparam("cursor"), updated_at=bindparam("updated_at"))
+        .returning(*_JOB_EXECUTIONS.c)
+    ),
+    returning_columns(_JOB_EXECUTIONS),
+)
 
 
 def _task_record_of(values: Mapping[str, Any]) -> TaskExecutionRecord:
     return _task_record(SimpleNamespace(**values))
 
 
-def _job_execution_record(row: JobExecutionRow | Row[Any]) -> JobExecutionRecord:
+def _job_execution_record(row: JobExecutionRow | SimpleNamespace) -> JobExecutionRecord:
     return JobExecutionRecord(
         id=row.id,
         job_request_id=row.job_request_id,
@@ -444,7 +459,7 @@ def _job_execution_record(row: JobExecutionRow | Row[Any]) -> JobExecutionRecord
     )
 
 
-def _task_record(row: TaskExecutionRow | Row[Any] | SimpleNamespace) -> TaskExecutionRecord:
+def _task_record(row: TaskExecutionRow | SimpleNamespace) -> TaskExecutionRecord:
     return TaskExecutionRecord(
         id=row.id,
         job_execution_id=row.job_execution_id,

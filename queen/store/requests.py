@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -414,7 +415,7 @@ def _check_params(params: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def _record(row: JobRequestRow | Row[Any]) -> JobRequestRecord:
+def _record(row: JobRequestRow | SimpleNamespace) -> JobRequestRecord:
     return JobRequestRecord(
         id=row.id,
         parent_id=row.parent_id,
