@@ -83,6 +83,7 @@ from queen.domain.work import TaskWork
 from queen.services.requests import RequestDetails, Submission
 from queen.settings import QueenSettings
 from queen.store import EventRecord, events
+from queen.store import _fast as fast_statements
 
 # ------------------------------------------------------------------------------------------ constants
 
@@ -517,7 +518,8 @@ class Meter:
         with contextlib.suppress(OSError, ValueError, IndexError):
             cpu = [_proc_cpu(ant.process.pid) for ant in self._system.ants]
             ants, shell = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
-        return times.user + times.system, ants, shell, self.commits, self.statements
+        statements = self.statements + fast_statements.executed()  # the dispatch path's own statements
+        return times.user + times.system, ants, shell, self.commits, statements
 
     def per_task(self, start: Reading, tasks: int) -> Usage:
         return usage_per_task(spent(start, self.reading()), tasks)

@@ -27,10 +27,17 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["FastStatement", "returning_columns", "run"]
+__all__ = ["FastStatement", "executed", "returning_columns", "run"]
 
 _Processor = Callable[[Any], Any] | None
 _DRIVER_KEY = "formicary_fast_driver"
+_executed = 0
+
+
+def executed() -> int:
+    """How many statements `run` has executed in this process (they bypass SQLAlchemy's engine events;
+    bench/dispatch.py adds them to the statements it counts)."""
+    return _executed
 
 
 @dataclass(slots=True)
@@ -89,6 +96,8 @@ async def run(
     session: AsyncSession, statement: FastStatement, params: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """Execute `statement` with `params` in the session's transaction; the returned rows as dicts."""
+    global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
+    _executed += 1
     if session.new:
         await session.flush()
     driver = session.info.get(_DRIVER_KEY)
