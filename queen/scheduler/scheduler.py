@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from queen.domain.errors import InvalidArgument
+from queen.domain.errors import InvalidArgument, InvalidTransition
 from queen.domain.job_definition import JobDefinition
 from queen.domain.states import JobState
 from queen.domain.templating import render
@@ -30,6 +30,8 @@ __all__ = ["Scheduler"]
 log = structlog.get_logger(__name__)
 
 _BATCH = 200
+# Parsed definitions by version id (a stored version never changes, so this never goes stale).
+_CACHED_DEFINITIONS = 1024
 
 
 class Scheduler:
@@ -53,6 +55,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         # One pass at a time: two concurrent passes would both see a free concurrency slot.
         self._pass_lock = asyncio.Lock()
+        self._jobs: dict[str, JobDefinition] = {}
         self.passes = 0
 
     def wake(self) -> None:
@@ -115,6 +118,7 @@ class Scheduler:
             pending = await requests.pending_requests(session, now, limit=_BATCH)
             active = Counter(await requests.active_counts(session))
             next_due = await requests.next_scheduled_at(session, now)
+        ready: list[JobRequestRecord] = []
         for request in pending:
             job = await self._definition(request)
             if job is None:
@@ -135,23 +139,43 @@ class Scheduler:
                     )
                 self._notifier.changed(request.id)
                 continue
-            async with self._db.transaction() as session:
-                await requests.transition_request(
-                    session, request.id, JobState.PENDING, JobState.READY, wait_reason=""
-                )
             active[request.organization_id, request.job_type] += 1
-            launched.append(request.id)
+            ready.append(request)
+        launched.extend(await self._make_ready(ready))
         for request_id in launched:
             self._supervisors.launch(request_id)
         if next_due is None:
             return None
         return (next_due - utc_now()).total_seconds()
 
+    async def _make_ready(self, ready: list[JobRequestRecord]) -> list[int]:
+        """PENDING -> READY for the pass's chosen requests, in one transaction; the ids that moved (a
+        request cancelled meanwhile is simply not among them)."""
+        if not ready:
+            return []
+        moved: list[int] = []
+        async with self._db.transaction() as session:
+            for request in ready:
+                try:
+                    await requests.transition_request(
+                        session, request.id, JobState.PENDING, JobState.READY, wait_reason=""
+                    )
+                except InvalidTransition:
+                    continue  # its guarded UPDATE matched nothing: the transaction is unharmed
+                moved.append(request.id)
+        return moved
+
     async def _definition(self, request: JobRequestRecord) -> JobDefinition | None:
+        job = self._jobs.get(request.job_definition_id)
+        if job is not None:
+            return job
         async with self._db.transaction() as session:
             record = await definitions.get_definition(session, request.job_definition_id)
+        if len(self._jobs) >= _CACHED_DEFINITIONS:
+            self._jobs.clear()
         try:
-            return record.definition()
+            job = self._jobs[request.job_definition_id] = record.definition()
+            return job
         except InvalidArgument as exc:
             async with self._db.transaction() as session:
                 await requests.transition_request(

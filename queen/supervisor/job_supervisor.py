@@ -258,10 +258,14 @@ class JobSupervisor:
             else:
                 return False
             tasks = await executions.task_executions_of(session, execution.id)
-        self._request, self._job, self._execution = request, job, execution
+            self._request, self._job, self._execution = request, job, execution
+            self._tasks = {t.task_type: t for t in tasks}
+            self._cursor = Cursor.from_json(execution.cursor, job.first_task.task_type)
+            following = None if self._cursor.next_task is None else job.task(self._cursor.next_task)
+            if following is not None and following.task_type not in self._tasks:
+                # created with the start: one transaction fewer before the first dispatch
+                await self._create_task_record(session, following)
         self._wait_reason = request.wait_reason
-        self._tasks = {t.task_type: t for t in tasks}
-        self._cursor = Cursor.from_json(execution.cursor, job.first_task.task_type)
         if job.timeout is not None and request.started_at is not None:
             remaining = (request.started_at + job.timeout - utc_now()).total_seconds()
             self._deadline = asyncio.get_running_loop().time() + max(remaining, 0.0)
