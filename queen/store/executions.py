@@ -12,7 +12,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -103,32 +103,33 @@ async def create_job_execution(
     job_execution_id=...)`) in the same transaction.
     """
     now = now or utc_now()
-    row = JobExecutionRow(
-        id=str(uuid.uuid4()),
-        job_request_id=request.id,
-        job_type=definition.job_type,
-        job_version=definition.version,
-        job_state=state,
-        exit_code="",
-        exit_message="",
-        error_code="",
-        error_message="",
-        contexts=to_json_object(contexts or {}),
-        started_at=now,
-        ended_at=None,
-        updated_at=now,
-        cpu_secs=0.0,
-    )
-    session.add(row)
-    await session.flush()
+    values: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "job_request_id": request.id,
+        "job_type": definition.job_type,
+        "job_version": definition.version,
+        "job_state": state,
+        "exit_code": "",
+        "exit_message": "",
+        "error_code": "",
+        "error_message": "",
+        "contexts": to_json_object(contexts or {}),
+        "cursor": None,
+        "started_at": now,
+        "ended_at": None,
+        "updated_at": now,
+        "cpu_secs": 0.0,
+    }
+    await run(session, _INSERT_JOB_EXECUTION, values)
     await append_event(
         session,
         job_request_id=request.id,
         kind=EventKind.JOB_EXECUTION_CREATED,
         to_state=state,
-        data={"job_execution_id": row.id, "job_version": row.job_version},
+        data={"job_execution_id": values["id"], "job_version": definition.version},
         now=now,
     )
+    row = SimpleNamespace(**values)
     return _job_execution_record(row)
 
 
@@ -411,18 +412,68 @@ async def _job_request_id(session: AsyncSession, job_execution_id: str) -> int:
     return found
 
 
+_TASK_EXECUTION_INSERTED = (
+    "id",
+    "job_execution_id",
+    "task_type",
+    "method",
+    "task_state",
+    "task_order",
+    "allow_failure",
+    "exit_code",
+    "exit_message",
+    "error_code",
+    "error_message",
+    "failed_command",
+    "ant_id",
+    "ant_host",
+    "retried",
+    "contexts",
+    "artifacts",
+    "stdout",
+    "warnings",
+    "cost_factor",
+    "span_id",
+    "next_run_at",
+    "deadline_at",
+    "started_at",
+    "ended_at",
+    "updated_at",
+)
+
+
 def _insert_task_if_absent(dialect: Dialect) -> ClauseElement:
     """INSERT of a task execution that does nothing when its (execution, task type) exists already."""
     insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
     return (
         insert(_TASK_EXECUTIONS)
-        .values({column.key: bindparam(column.key) for column in _TASK_EXECUTIONS.c})
+        .values({key: bindparam(key) for key in _TASK_EXECUTION_INSERTED})
         .on_conflict_do_nothing()
         .returning(_TASK_EXECUTIONS.c.id)
     )
 
 
 # dispatch-path statements (see _fast)
+_JOB_EXECUTION_INSERTED = (
+    "id",
+    "job_request_id",
+    "job_type",
+    "job_version",
+    "job_state",
+    "exit_code",
+    "exit_message",
+    "error_code",
+    "error_message",
+    "contexts",
+    "cursor",
+    "started_at",
+    "ended_at",
+    "updated_at",
+    "cpu_secs",
+)
+_INSERT_JOB_EXECUTION = FastStatement(
+    lambda _dialect: insert(_JOB_EXECUTIONS).values({key: bindparam(key) for key in _JOB_EXECUTION_INSERTED})
+)
 _INSERT_TASK_IF_ABSENT = FastStatement(_insert_task_if_absent, (_TASK_EXECUTIONS.c.id,))
 _SET_CURSOR = FastStatement(
     lambda _dialect: (
