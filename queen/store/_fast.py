@@ -20,11 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Column, Table
+from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 
 __all__ = ["FastStatement", "executed", "returning_columns", "run"]
@@ -45,6 +47,7 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]  # parameter names in the order the SQL text expects them (positional styles)
     binds: tuple[tuple[str, _Processor], ...]
+    constants: dict[str, Any]  # bind values fixed by the statement itself (`bindparam(name, value)`)
     positional: bool
     returning: tuple[tuple[str, TypeEngine[Any]], ...]
     # the returned columns' result processors: some depend on the type the driver reports (the DBAPI
@@ -64,7 +67,7 @@ class FastStatement:
     """A statement shape (built by `build(dialect)`, with named `bindparam`s) compiled once per dialect."""
 
     def __init__(
-        self, build: Callable[[Dialect], ClauseElement], returning: Sequence[Column[Any]] = ()
+        self, build: Callable[[Dialect], ClauseElement], returning: Sequence[KeyedColumnElement[Any]] = ()
     ) -> None:
         self._build = build
         self._returning = tuple(returning)
@@ -82,13 +85,14 @@ class FastStatement:
             (name, bind.type.dialect_impl(dialect).bind_processor(dialect))
             for name, bind in compiled.binds.items()
         )
+        constants = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         positional = bool(compiled.positional)
         names = tuple(compiled.positiontup or ()) if positional else ()
         returning = tuple((column.key, column.type.dialect_impl(dialect)) for column in self._returning)
-        return _Compiled(compiled.string, names, binds, positional, returning)
+        return _Compiled(compiled.string, names, binds, constants, positional, returning)
 
 
-def returning_columns(table: Table) -> tuple[Column[Any], ...]:
+def returning_columns(table: Table) -> tuple[KeyedColumnElement[Any], ...]:
     return tuple(table.c)
 
 
@@ -107,10 +111,15 @@ async def run(
         driver = session.info[_DRIVER_KEY] = raw.driver_connection
     dialect = session.get_bind().dialect
     compiled = statement.compiled_for(dialect)
-    values = {
-        name: params[name] if processor is None else processor(params[name])
-        for name, processor in compiled.binds
-    }
+    if compiled.constants:
+        params = {**compiled.constants, **params}
+    try:
+        values = {
+            name: params[name] if processor is None else processor(params[name])
+            for name, processor in compiled.binds
+        }
+    except Exception as error:  # a value the column type refuses: reported as SQLAlchemy reports it
+        raise StatementError(str(error), compiled.sql, None, error) from error
     if dialect.name == "sqlite":
         description, rows = _run_sqlite(driver, compiled, values)
     else:
