@@ -19,15 +19,17 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from queen.domain.job_definition import JobDefinition
 from queen.store._clock import utc_now
+from queen.store._fast import FastStatement, returning_columns, run
 from queen.store._guarded import rowcount
 from queen.store._json import to_json_value
 from queen.store.models import JobDefinitionRow
@@ -133,17 +135,18 @@ async def save_definition(
 
 async def get_definition(session: AsyncSession, definition_id: str) -> DefinitionRecord:
     """The version with this id, disabled or soft-deleted included (requests pin versions by id)."""
-    row = await session.get(JobDefinitionRow, definition_id, populate_existing=True)
-    if row is None:
+    rows = await run(session, _GET_DEFINITION, {"w_id": definition_id})
+    if not rows:
         raise NotFound(f"job definition {definition_id} does not exist")
-    return _record(row)
+    return _record(SimpleNamespace(**rows[0]))
 
 
 async def get_latest_definition(
     session: AsyncSession, organization_id: str, job_type: str, include_disabled: bool = False
 ) -> DefinitionRecord:
     """The latest visible version of the job type; NotFound if none, or if it is disabled (unless asked)."""
-    row = await _latest_row(session, organization_id, job_type)
+    rows = await run(session, _LATEST_DEFINITION, {"organization_id": organization_id, "job_type": job_type})
+    row = SimpleNamespace(**rows[0]) if rows else None
     if row is None:
         raise NotFound(f"job type {job_type!r} does not exist")
     if row.disabled and not include_disabled:
@@ -282,7 +285,28 @@ async def _latest_row(session: AsyncSession, organization_id: str, job_type: str
     return (await session.scalars(stmt)).first()
 
 
-def _record(row: JobDefinitionRow) -> DefinitionRecord:
+_DEFINITIONS: Table = JobDefinitionRow.__table__  # type: ignore[assignment]
+# the submission path's reads (see _fast)
+_GET_DEFINITION = FastStatement(
+    lambda _dialect: select(*_DEFINITIONS.c).where(_DEFINITIONS.c.id == bindparam("w_id")),
+    returning_columns(_DEFINITIONS),
+)
+_LATEST_DEFINITION = FastStatement(
+    lambda _dialect: (
+        select(*_DEFINITIONS.c)
+        .where(
+            _DEFINITIONS.c.organization_id == bindparam("organization_id"),
+            _DEFINITIONS.c.job_type == bindparam("job_type"),
+            _DEFINITIONS.c.deleted_at.is_(None),
+        )
+        .order_by(_DEFINITIONS.c.version.desc())
+        .limit(1)
+    ),
+    returning_columns(_DEFINITIONS),
+)
+
+
+def _record(row: JobDefinitionRow | SimpleNamespace) -> DefinitionRecord:
     return DefinitionRecord(
         id=row.id,
         organization_id=row.organization_id,

@@ -134,10 +134,10 @@ async def create_job_execution(
 
 
 async def get_job_execution(session: AsyncSession, job_execution_id: str) -> JobExecutionRecord:
-    row = await session.get(JobExecutionRow, job_execution_id, populate_existing=True)
-    if row is None:
+    rows = await run(session, _GET_JOB_EXECUTION, {"w_id": job_execution_id})
+    if not rows:
         raise NotFound(f"job execution {job_execution_id} does not exist")
-    return _job_execution_record(row)
+    return _job_execution_record(SimpleNamespace(**rows[0]))
 
 
 async def transition_job_execution(
@@ -317,21 +317,16 @@ async def find_task_execution(
 
 
 async def get_task_execution(session: AsyncSession, task_execution_id: str) -> TaskExecutionRecord:
-    row = await session.get(TaskExecutionRow, task_execution_id, populate_existing=True)
-    if row is None:
+    rows = await run(session, _GET_TASK_EXECUTION, {"w_id": task_execution_id})
+    if not rows:
         raise NotFound(f"task execution {task_execution_id} does not exist")
-    return _task_record(row)
+    return _task_record(SimpleNamespace(**rows[0]))
 
 
 async def task_executions_of(session: AsyncSession, job_execution_id: str) -> list[TaskExecutionRecord]:
     """The job execution's tasks in task order."""
-    stmt = (
-        select(TaskExecutionRow)
-        .where(TaskExecutionRow.job_execution_id == job_execution_id)
-        .order_by(TaskExecutionRow.task_order, TaskExecutionRow.task_type)
-        .execution_options(populate_existing=True)
-    )
-    return [_task_record(row) for row in (await session.scalars(stmt)).all()]
+    rows = await run(session, _TASKS_OF, {"w_id": job_execution_id})
+    return [_task_record(SimpleNamespace(**row)) for row in rows]
 
 
 async def transition_task(
@@ -454,6 +449,22 @@ def _insert_task_if_absent(dialect: Dialect) -> ClauseElement:
 
 
 # dispatch-path statements (see _fast)
+_GET_JOB_EXECUTION = FastStatement(
+    lambda _dialect: select(*_JOB_EXECUTIONS.c).where(_JOB_EXECUTIONS.c.id == bindparam("w_id")),
+    returning_columns(_JOB_EXECUTIONS),
+)
+_GET_TASK_EXECUTION = FastStatement(
+    lambda _dialect: select(*_TASK_EXECUTIONS.c).where(_TASK_EXECUTIONS.c.id == bindparam("w_id")),
+    returning_columns(_TASK_EXECUTIONS),
+)
+_TASKS_OF = FastStatement(
+    lambda _dialect: (
+        select(*_TASK_EXECUTIONS.c)
+        .where(_TASK_EXECUTIONS.c.job_execution_id == bindparam("w_id"))
+        .order_by(_TASK_EXECUTIONS.c.task_order, _TASK_EXECUTIONS.c.task_type)
+    ),
+    returning_columns(_TASK_EXECUTIONS),
+)
 _JOB_EXECUTION_INSERTED = (
     "id",
     "job_request_id",
