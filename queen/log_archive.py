@@ -43,7 +43,8 @@ class LogArchive:
         self._artifacts = artifacts
         self._linger = linger.total_seconds()
         self._batch = batch
-        self._queue: asyncio.Queue[FinishedAttempt] = asyncio.Queue()
+        # None: the Queen is stopping, store what is lingering now
+        self._queue: asyncio.Queue[FinishedAttempt | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
     def attempt_finished(self, attempt: FinishedAttempt) -> None:
@@ -57,6 +58,7 @@ class LogArchive:
         """Store what is queued (for a while), then stop."""
         if self._worker is None:
             return
+        self._queue.put_nowait(None)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_DRAIN_SECONDS):
                 await self._queue.join()
@@ -66,17 +68,24 @@ class LogArchive:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            batch = [] if first is None else [first]
+            taken = 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._linger):
-                    while len(batch) < self._batch:
-                        batch.append(await self._queue.get())
+                    while batch and len(batch) < self._batch:
+                        item = await self._queue.get()
+                        taken += 1
+                        if item is None:
+                            break
+                        batch.append(item)
             try:
-                await self._store(batch)
+                if batch:
+                    await self._store(batch)
             except Exception:
                 log.exception("task_logs_not_stored", count=len(batch))
             finally:
-                for _ in batch:
+                for _ in range(taken):
                     self._queue.task_done()
 
     async def _store(self, batch: list[FinishedAttempt]) -> None:

@@ -111,6 +111,15 @@ class TaskLog:
 
 
 @dataclass(frozen=True, slots=True)
+class _Stored:
+    """Content written to the object store, not yet recorded."""
+
+    artifact_id: str
+    key: str
+    stored: StoredObject
+
+
+@dataclass(frozen=True, slots=True)
 class _Owner:
     """Where an artifact belongs, as resolved in the caller's organisation."""
 
@@ -350,27 +359,15 @@ class ArtifactService:
             expected_sha256=upload.sha256 or None,
         )
         now = utc_now()
-        retention = upload.retention or self._default_retention
         try:
             async with self._db.transaction() as session:
-                record = await artifact_records.create_artifact(
+                record = await self._record_artifact(
                     session,
-                    artifact_id=artifact_id,
                     organization_id=organization_id,
                     user_id=user_id,
-                    name=upload.name,
-                    kind=upload.kind,
-                    bucket=self._store.bucket,
-                    key=key,
-                    sha256=stored.sha256,
-                    content_length=stored.size,
-                    content_type=content_type,
-                    job_request_id=owner.job_request_id,
-                    job_execution_id=owner.job_execution_id,
-                    task_execution_id=owner.task_execution_id,
-                    task_type=owner.task_type,
-                    metadata=upload.metadata,
-                    expires_at=None if retention is None else now + retention,
+                    upload=upload,
+                    owner=owner,
+                    content=_Stored(artifact_id, key, stored),
                     now=now,
                 )
         except BaseException:
@@ -416,27 +413,25 @@ class ArtifactService:
             if not written:
                 return []
             now = utc_now()
-            expires_at = None if self._default_retention is None else now + self._default_retention
             async with self._db.transaction() as session:
                 records = [
-                    await artifact_records.create_artifact(
+                    await self._record_artifact(
                         session,
-                        artifact_id=artifact_id,
                         organization_id=task_log.organization_id,
                         user_id=QUEEN_USER_ID,
-                        name=task_log.name,
-                        kind=ArtifactKind.LOG,
-                        bucket=self._store.bucket,
-                        key=key,
-                        sha256=stored.sha256,
-                        content_length=stored.size,
-                        content_type=LOG_CONTENT_TYPE,
-                        job_request_id=task_log.job_request_id,
-                        job_execution_id=task_log.job_execution_id,
-                        task_execution_id=task_log.task_execution_id,
-                        task_type=task_log.task_type,
-                        metadata={},
-                        expires_at=expires_at,
+                        upload=ArtifactUpload(
+                            name=task_log.name,
+                            kind=ArtifactKind.LOG,
+                            content_type=LOG_CONTENT_TYPE,
+                            task_execution_id=task_log.task_execution_id,
+                        ),
+                        owner=_Owner(
+                            task_log.job_request_id,
+                            task_log.job_execution_id,
+                            task_log.task_execution_id,
+                            task_log.task_type,
+                        ),
+                        content=_Stored(artifact_id, key, stored),
                         now=now,
                     )
                     for task_log, artifact_id, key, stored in written
@@ -448,6 +443,40 @@ class ArtifactService:
             raise
         log.debug("task_logs_stored", count=len(records))
         return records
+
+    async def _record_artifact(
+        self,
+        session: AsyncSession,
+        *,
+        organization_id: str,
+        user_id: str,
+        upload: ArtifactUpload,
+        owner: _Owner,
+        content: _Stored,
+        now: datetime,
+    ) -> ArtifactRecord:
+        """The record of content already in the object store (in the caller's transaction)."""
+        retention = upload.retention or self._default_retention
+        return await artifact_records.create_artifact(
+            session,
+            artifact_id=content.artifact_id,
+            organization_id=organization_id,
+            user_id=user_id,
+            name=upload.name,
+            kind=upload.kind,
+            bucket=self._store.bucket,
+            key=content.key,
+            sha256=content.stored.sha256,
+            content_length=content.stored.size,
+            content_type=upload.content_type or DEFAULT_CONTENT_TYPE,
+            job_request_id=owner.job_request_id,
+            job_execution_id=owner.job_execution_id,
+            task_execution_id=owner.task_execution_id,
+            task_type=owner.task_type,
+            metadata=upload.metadata,
+            expires_at=None if retention is None else now + retention,
+            now=now,
+        )
 
     async def _remove_content(self, record: ArtifactRecord) -> None:
         await self._remove_object(record.key, artifact_id=record.id)

@@ -7,12 +7,13 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from queen.artifacts import ContentMismatch, ObjectStore, ObjectStoreError, ObjectTooLarge
 from queen.domain.errors import InvalidArgument, NotFound, PermissionDenied
-from queen.services.artifacts import LOG_CONTENT_TYPE, QUEEN_USER_ID, ArtifactService, ArtifactUpload
+from queen.services.artifacts import LOG_CONTENT_TYPE, QUEEN_USER_ID, ArtifactService, ArtifactUpload, TaskLog
 from queen.store import Database
 from queen.store import artifacts as artifact_records
 from queen.store._clock import utc_now
@@ -290,3 +291,51 @@ async def test_a_download_notices_content_changed_behind_its_back(
 async def _remove_directly(config: ObjectStoreConfig, key: str) -> None:
     client = minio_client(config)
     await asyncio.to_thread(client.remove_object, config.bucket, key)
+
+
+def _task_log(job: Job, task_type: str, lines: tuple[str, ...]) -> TaskLog:
+    task = job.tasks[task_type]
+    return TaskLog(
+        organization_id=ORG,
+        job_request_id=job.request.id,
+        job_execution_id=job.execution_id,
+        task_execution_id=task.id,
+        task_type=task_type,
+        name=f"{task_type}.log",
+        lines=lines,
+    )
+
+
+async def test_task_logs_in_one_batch_are_recorded_together(service: ArtifactService, job: Job) -> None:
+    stored = await service.store_logs(
+        [_task_log(job, "compile", ("built",)), _task_log(job, "test", ("ran", "passed"))]
+    )
+    assert [(log.name, log.kind, log.task_execution_id) for log in stored] == [
+        ("compile.log", ArtifactKind.LOG, job.tasks["compile"].id),
+        ("test.log", ArtifactKind.LOG, job.tasks["test"].id),
+    ]
+    _, chunks = await service.download(ALICE, stored[1].id)
+    assert (await read_all(chunks)).decode() == "ran\npassed\n"
+
+
+async def test_a_failed_batch_records_nothing_and_removes_every_object(
+    service: ArtifactService,
+    job: Job,
+    monkeypatch: pytest.MonkeyPatch,
+    object_store_config: ObjectStoreConfig,
+) -> None:
+    real = artifact_records.create_artifact
+    calls = 0
+
+    async def second_fails(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("database went away")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(artifact_records, "create_artifact", second_fails)
+    with pytest.raises(RuntimeError, match="database went away"):
+        await service.store_logs([_task_log(job, "compile", ("a",)), _task_log(job, "test", ("b",))])
+    assert await service.list(ALICE) == []
+    assert await leftovers(object_store_config) == set()
