@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -120,10 +120,15 @@ async def run(
         }
     except Exception as error:  # a value the column type refuses: reported as SQLAlchemy reports it
         raise StatementError(str(error), compiled.sql, None, error) from error
-    if dialect.name == "sqlite":
-        description, rows = _run_sqlite(driver, compiled, values)
-    else:
-        description, rows = await _run_psycopg(driver, compiled, values)
+    dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+    try:
+        if dialect.name == "sqlite":
+            description, rows = _run_sqlite(driver, compiled, values)
+        else:
+            description, rows = await _run_psycopg(driver, compiled, values)
+    except dbapi_error as error:
+        # the exception SQLAlchemy would raise (IntegrityError, OperationalError, ...), with the driver's
+        raise DBAPIError.instance(compiled.sql, None, error, dbapi_error) from error
     if not compiled.returning or not rows:
         return []
     processors = compiled.result_processors(dialect, description)

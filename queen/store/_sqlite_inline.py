@@ -163,6 +163,14 @@ class InlineConnection:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
+    async def begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE (what the engine's `begin` event issues for every transaction)."""
+        cursor = self._conn.cursor()
+        try:
+            await self.begin(cursor, "BEGIN IMMEDIATE")
+        finally:
+            cursor.close()
+
     def cursor(self) -> _CursorContext:
         return _CursorContext(_Cursor(self, self._conn.cursor()))
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain.errors import NotFound
 from queen.store._clock import utc_now
+from queen.store._fast import FastStatement, run
 from queen.store._json import freeze_mapping
 from queen.store.models import ArtifactRow
 from queen.store.records import ArtifactKind, ArtifactRecord
@@ -52,29 +54,55 @@ async def create_artifact(
 ) -> ArtifactRecord:
     """Record an artifact whose content is already stored under (`bucket`, `key`); flushed, so a broken
     reference (unknown job request, execution or task) or a reused key fails here with IntegrityError."""
-    row = ArtifactRow(
-        id=artifact_id,
-        organization_id=organization_id,
-        user_id=user_id,
-        job_request_id=job_request_id,
-        job_execution_id=job_execution_id,
-        task_execution_id=task_execution_id,
-        task_type=task_type,
-        name=name,
-        kind=kind,
-        bucket=bucket,
-        key=key,
-        sha256=sha256,
-        content_length=content_length,
-        content_type=content_type,
-        labels={str(k): str(v) for k, v in (metadata or {}).items()},
-        expires_at=expires_at,
-        created_at=now or utc_now(),
-        deleted_at=None,
-    )
-    session.add(row)
-    await session.flush()
-    return _record(row)
+    values: dict[str, Any] = {
+        "id": artifact_id,
+        "organization_id": organization_id,
+        "user_id": user_id,
+        "job_request_id": job_request_id,
+        "job_execution_id": job_execution_id,
+        "task_execution_id": task_execution_id,
+        "task_type": task_type,
+        "name": name,
+        "kind": kind,
+        "bucket": bucket,
+        "key": key,
+        "sha256": sha256,
+        "content_length": content_length,
+        "content_type": content_type,
+        "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},  # the `labels` attribute
+        "expires_at": expires_at,
+        "created_at": now or utc_now(),
+        "deleted_at": None,
+    }
+    await run(session, _INSERT_ARTIFACT, values)
+    return _record(SimpleNamespace(**values, labels=values["metadata"]))
+
+
+_ARTIFACTS: Table = ArtifactRow.__table__  # type: ignore[assignment]
+_ARTIFACT_INSERTED = (
+    "id",
+    "organization_id",
+    "user_id",
+    "job_request_id",
+    "job_execution_id",
+    "task_execution_id",
+    "task_type",
+    "name",
+    "kind",
+    "bucket",
+    "key",
+    "sha256",
+    "content_length",
+    "content_type",
+    "metadata",
+    "expires_at",
+    "created_at",
+    "deleted_at",
+)
+# every finished attempt's log is recorded (see _fast)
+_INSERT_ARTIFACT = FastStatement(
+    lambda _dialect: insert(_ARTIFACTS).values({key: bindparam(key) for key in _ARTIFACT_INSERTED})
+)
 
 
 async def get_artifact(session: AsyncSession, artifact_id: str, *, organization_id: str) -> ArtifactRecord:
@@ -157,7 +185,7 @@ def _visible(organization_id: str) -> Any:
     )
 
 
-def _record(row: ArtifactRow) -> ArtifactRecord:
+def _record(row: ArtifactRow | SimpleNamespace) -> ArtifactRecord:
     return ArtifactRecord(
         id=row.id,
         organization_id=row.organization_id,

@@ -14,16 +14,19 @@ commit. One session per asyncio task; never share one across `gather`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util.concurrency import await_
 
 from queen.store._sqlite_inline import InlineConnection
 from queen.store._sqlite_inline import connect as connect_inline
@@ -176,6 +179,11 @@ class Database:
             # committed meanwhile, SQLite refuses at once with "database is locked" (SQLITE_BUSY_SNAPSHOT),
             # and busy_timeout cannot help. The price is that read-only transactions queue behind writers
             # too; they are short, and the embedded Queen is one process. PostgreSQL needs none of this.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Straight to the driver (see _sqlite_inline): no SQLAlchemy execution machinery per transaction.
+            inline = cast(InlineConnection, connection.connection.driver_connection)
+            try:
+                await_(inline.begin_immediate())
+            except sqlite3.Error as error:  # as SQLAlchemy reports it (OperationalError: database is locked)
+                raise DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error) from error
 
         return engine
