@@ -160,6 +160,8 @@ async def _run_psycopg(driver: Any, compiled: _Compiled, values: Mapping[str, An
     )
     async with driver.cursor() as cursor:
         await cursor.execute(compiled.sql, parameters)
-        if not cursor.description:
+        if not compiled.returning:
             return None, []
-        return cursor.description, list(await cursor.fetchall())
+        rows = list(await cursor.fetchall())
+        # psycopg builds `description` anew at each access: only the first execution needs it
+        return (cursor.description if compiled.processors is None else None), rows
