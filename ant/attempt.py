@@ -1,5 +1,5 @@
 """Running one task attempt around its executor: a fresh directory, dependencies in, the executor,
-artifacts out, secrets masked, timings filled, the directory removed.
+artifacts out, secrets masked, timings filled, the result reported, the directory removed.
 
 The artifact rules (what is downloaded and uploaded, when, and what a failure does) are described in
 `ant.artifacts`. A cancel stops a transfer in progress: the attempt then ends CANCELLED.
@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import shutil
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,8 @@ from ant.executors.registry import ExecutorRegistry
 from ant.executors.result import EXIT_CODE_FAILED, ArtifactRef, ErrorCode, ExecutionResult, ExecutionStatus
 from ant.executors.spec import TaskSpec
 from ant.redaction import MIN_SECRET_LENGTH, Redactor
+from ant.telemetry import executor_span, in_phase
+from ant.work_dirs import WorkDirectories
 
 __all__ = ["AttemptRequest", "AttemptRunner", "RedactingSink"]
 
@@ -92,15 +93,40 @@ class AttemptRunner:
     ) -> None:
         self._executors = executors
         self._work_root = work_root
+        self._dirs = WorkDirectories(work_root, keep=keep_work_dirs)
         self._artifacts = artifacts
         self._ant_id = ant_id
         self._host = host
         self._logger = logger
-        self._keep = keep_work_dirs
         self._cost_factor = default_cost_factor
 
-    async def run(self, request: AttemptRequest, sink: LogSink, cancel: asyncio.Event) -> ExecutionResult:
-        """The attempt's result, secrets masked. A broken executor gives FAILED / ERR_EXECUTOR."""
+    async def run(
+        self,
+        request: AttemptRequest,
+        sink: LogSink,
+        cancel: asyncio.Event,
+        *,
+        report: Callable[[ExecutionResult], None] | None = None,
+    ) -> ExecutionResult:
+        """The attempt's result, secrets masked. A broken executor gives FAILED / ERR_EXECUTOR.
+
+        `report` is given the result as soon as it is final, before the attempt's directory is removed
+        (which `run` then waits for): the result need not wait for the file system. The attempt's spans
+        continue the job's trace from `request.traceparent` (`ant.telemetry`).
+        """
+        with executor_span(request.traceparent, request.spec, ant_id=self._ant_id) as traced:
+            result = await self._run(request, traced.track_phases(sink), cancel, report=report)
+            traced.finished(result)
+            return result
+
+    async def _run(
+        self,
+        request: AttemptRequest,
+        sink: LogSink,
+        cancel: asyncio.Event,
+        *,
+        report: Callable[[ExecutionResult], None] | None = None,
+    ) -> ExecutionResult:
         spec = request.spec
         redact = Redactor(spec.secrets)
         sink = RedactingSink(sink, redact)
@@ -119,24 +145,31 @@ class AttemptRunner:
             )
         work_dir = self._work_root / _directory_name(request)
         log.info("attempt_started", work_dir=str(work_dir))
+        made: Path | None = None
         try:
-            await asyncio.to_thread(_fresh_directory, work_dir)
-            for ignored in request.ignored_options:
-                await sink.emit(LogStream.SYSTEM, f"warning: {ignored}")
-            result = await self._run_in(work_dir, request, sink, cancel, log)
-        except OSError as exc:
-            log.error("attempt_directory_failed", error=str(exc))
-            result = _broken(f"cannot prepare the task's directory {work_dir}: {exc}", request)
+            try:
+                made = await self._dirs.fresh(work_dir.name)
+                for ignored in request.ignored_options:
+                    await sink.emit(LogStream.SYSTEM, f"warning: {ignored}")
+                result = await self._run_in(made, request, sink, cancel, log)
+            except OSError as exc:
+                log.error("attempt_directory_failed", error=str(exc))
+                result = _broken(f"cannot prepare the task's directory {work_dir}: {exc}", request)
+            log.info(
+                "attempt_finished",
+                status=str(result.status),
+                exit_code=result.exit_code,
+                error_code=result.error_code,
+            )
+            result = _redacted(result, redact)
+            if report is not None:
+                report(result)
+            return result
         finally:
-            if not self._keep:
-                await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
-        log.info(
-            "attempt_finished",
-            status=str(result.status),
-            exit_code=result.exit_code,
-            error_code=result.error_code,
-        )
-        return _redacted(result, redact)
+            if made is not None:
+                if report is not None:
+                    await asyncio.sleep(0)  # the reported result goes out before the file system work
+                await self._dirs.remove(made)
 
     async def _run_in(
         self,
@@ -151,7 +184,10 @@ class AttemptRunner:
         if request.dependent_artifact_ids:
             try:
                 fetched = await _unless_cancelled(
-                    self._artifacts.download(request.dependent_artifact_ids, work_dir), cancel
+                    in_phase(
+                        "dependencies", self._artifacts.download(request.dependent_artifact_ids, work_dir)
+                    ),
+                    cancel,
                 )
             except ArtifactTransferError as exc:
                 log.warning("dependencies_download_failed", error=str(exc), artifact=exc.artifact)
@@ -208,7 +244,8 @@ class AttemptRunner:
         )
         try:
             stored = await _unless_cancelled(
-                self._artifacts.upload(request.artifact_paths, work_dir, owner=owner), cancel
+                in_phase("artifacts", self._artifacts.upload(request.artifact_paths, work_dir, owner=owner)),
+                cancel,
             )
         except ArtifactTransferError as exc:
             log.warning("artifacts_upload_failed", error=str(exc), artifact=exc.artifact)
@@ -317,12 +354,6 @@ def _directory_name(request: AttemptRequest) -> str:
     dispatched while the old one is still stopping) never share a directory."""
     attempt = _UNSAFE.sub("_", request.correlation_id)[:40] or secrets.token_hex(4)
     return f"{_UNSAFE.sub('_', request.spec.task_execution_id)}-{request.spec.task_retry}-{attempt}"
-
-
-def _fresh_directory(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
 
 
 def _broken(message: str, request: AttemptRequest) -> ExecutionResult:

@@ -4,9 +4,8 @@ entry point)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,10 +13,12 @@ import structlog
 import typer
 from pydantic import ValidationError
 
+from ant import telemetry
 from ant.errors import AntError, ConfigurationError
 from ant.executors.selection import ExecutorTuning, select_executors
 from ant.settings import AntSettings
 from ant.stream import AntClient
+from sdk.telemetry import configure_logging as configure_sdk_logging
 
 __all__ = ["ant", "register"]
 
@@ -66,6 +67,15 @@ def ant(  # noqa: PLR0917 - a CLI command: typer passes each option as an argume
             "--ant-id", help="Unique id of this Ant process (default <hostname>-<pid>).", show_default=False
         ),
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="The Ant's token (`formicary tokens create --role ant ...`); prefer "
+            "FORMICARY_ANT_CREDENTIAL: a command line is visible to every local user.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run an Ant: connect to the Queen, run the tasks it dispatches, leave cleanly on SIGINT/SIGTERM.
@@ -82,30 +92,32 @@ def ant(  # noqa: PLR0917 - a CLI command: typer passes each option as an argume
         "local_fallback": local_fallback,
         "work_dir": work_dir,
         "ant_id": ant_id,
+        "credential": token,
     }
     try:
         settings = AntSettings(**{name: value for name, value in given.items() if value is not None})
     except ValidationError as exc:
         typer.echo(f"formicary ant: invalid settings:\n{exc}", err=True)
         raise typer.Exit(2) from None
-    configure_logging(log_level)
-    raise typer.Exit(asyncio.run(serve(settings)))
+    telemetry.configure_logging(log_level, settings)
+    tracing = telemetry.configure_tracing(settings, _version())
+    try:
+        status = asyncio.run(serve(settings))
+    finally:
+        tracing.shutdown()  # the spans still buffered go out before the process ends
+    raise typer.Exit(status)
+
+
+def _version() -> str:
+    try:
+        return version("formicary")
+    except PackageNotFoundError:
+        return ""
 
 
 def configure_logging(level: str) -> None:
-    """structlog JSON lines on stderr; called once, by the entry point."""
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
+    """structlog JSON lines on stderr at `level`, for Ants run by other programs (the benchmark)."""
+    configure_sdk_logging(level, fmt="json")
 
 
 async def serve(settings: AntSettings) -> int:
@@ -129,7 +141,7 @@ async def serve(settings: AntSettings) -> int:
             ),
         )
     except (ConfigurationError, OSError) as exc:
-        log.error("ant_cannot_start", error=str(exc))
+        log.error("ant_start_failed", error=str(exc))
         return 2
     client = AntClient(settings, executors, logger=log)
     loop = asyncio.get_running_loop()

@@ -8,7 +8,7 @@ import socket
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -161,6 +161,11 @@ class AntSettings(BaseSettings):
         gt=timedelta(0),
         description="How long an artifact transfer waits for the Ant's connection to the Queen while it "
         "reconnects before the transfer fails.",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="Log output on stderr: JSON lines, a console rendering, or auto (console when stderr "
+        "is a terminal). Tracing is configured by the standard OTEL_* variables.",
     )
 
     @field_validator("tags", mode="before")

@@ -6,13 +6,17 @@ This module implements the Ant side of the protocol specified in `protos/formica
 - Frames out go through one `OutboundQueue` (the call's request iterator) with a CONTROL lane
   (Register, Heartbeat, TaskAccepted/TaskRejected, Pong) ahead of a BULK lane (LogLines, TaskResult),
   so heartbeats and pongs never wait behind log volume and one writer never interleaves with another.
+  A Heartbeat is built when its turn comes, so slots freed in a burst make one Heartbeat (section 3).
 - Frames in are handled one at a time, without awaiting: a DispatchTask is answered (in sequence
   order, before any later Heartbeat) before its executor starts.
+- Log lines are sent when the stream has nothing else to send (one line on a quiet stream, batches on
+  a busy one), at the latest `log_flush_interval` after they came; an ended attempt's lines and result
+  are queued at once (section 6).
 - Task attempts run in tasks owned by `run()`'s TaskGroup and outlive a broken stream: after a
   reconnect the Ant resumes its session and re-attaches them (section 2).
-- Each connection owns five helper tasks (reader, heartbeats, log flusher, liveness watchdog, leave
-  watcher); the first to decide how the stream ends resolves `_Connection.ended`. A fresh channel is
-  opened for each connection attempt, so gRPC's own reconnect back-off never adds to ours.
+- Each connection owns four helper tasks (reader, heartbeats, liveness watchdog, leave watcher); the
+  first to decide how the stream ends resolves `_Connection.ended`. A fresh channel is opened for
+  each connection attempt, so gRPC's own reconnect back-off never adds to ours.
 - The credential travels as `authorization: Bearer` metadata; Register.credential is left empty.
 - Log lines sent before a reconnect are kept (bounded: `log_resend_lines`) and re-sent from the
   Queen's `last_log_sequence`; lines no longer kept are reported as lost in a SYSTEM line.
@@ -22,8 +26,9 @@ This module implements the Ant side of the protocol specified in `protos/formica
   with the same credential: `artifact_channel()` hands it to `ant.artifact_transfer`, once the Queen
   has registered the Ant; while the Ant reconnects, transfers wait for the next channel.
 
-Not implemented (said here so nobody relies on it): TLS channels (plaintext only); continuing the job's
-trace from `traceparent` (the value is kept on the attempt, no span is started); throttling free_slots
+The job's trace continues from each attempt's `traceparent` in `AttemptRunner` (`ant.telemetry`).
+
+Not implemented (said here so nobody relies on it): TLS channels (plaintext only); throttling free_slots
 on disk or load pressure; Registered.config and ping_interval are read but not used (the Ant only
 answers pings).
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,15 +127,16 @@ class _Attempt:
 
 
 class _AttemptSink:
-    """The executor's log sink: lines go to the attempt's log and wake the flusher."""
+    """The executor's log sink: lines go to the attempt's log, to be sent (`on_output`)."""
 
-    def __init__(self, log: AttemptLog, wake: Callable[[bool], None]) -> None:
-        self._log = log
-        self._wake = wake
+    def __init__(self, attempt: _Attempt, on_output: Callable[[_Attempt, bool], None]) -> None:
+        self._attempt = attempt
+        self._on_output = on_output
 
     async def emit(self, stream: LogStream, text: str) -> None:
-        self._log.append(stream, text)
-        self._wake(self._log.pending_count >= MAX_FRAME_LINES)
+        log = self._attempt.log
+        log.append(stream, text)
+        self._on_output(self._attempt, log.pending_count >= MAX_FRAME_LINES)
 
 
 @dataclass(eq=False)
@@ -139,7 +146,7 @@ class _Connection:
     terms: SessionTerms
     last_received: float
     ended: asyncio.Future[_End]
-    heartbeat_now: asyncio.Event = field(default_factory=asyncio.Event)
+    log_deadline: asyncio.TimerHandle | None = None  # when waiting lines are sent even on a busy stream
 
     def finish(self, end: _End) -> None:
         if not self.ended.done():
@@ -157,9 +164,14 @@ def _ant_version() -> str:
         return "0.0.0"
 
 
+@functools.cache
+def _cpus() -> int:
+    return os.cpu_count() or 1  # reads /sys each time: not per heartbeat
+
+
 def _load() -> float:
     try:
-        return os.getloadavg()[0] / (os.cpu_count() or 1)
+        return os.getloadavg()[0] / _cpus()
     except OSError:
         return 0.0
 
@@ -217,13 +229,12 @@ class AntClient:
         self._version = _ant_version()
         self._ledger = TaskLedger(settings.capacity)
         self._attempts: dict[str, _Attempt] = {}
+        self._to_send: dict[str, _Attempt] = {}  # held attempts with lines or a result to send
         self._attempt_tasks: set[asyncio.Task[None]] = set()
         self._phase = AntPhase.RUNNING
         self._session_id: str | None = None
         self._connection: _Connection | None = None
         self._connections = 0
-        self._log_wake = asyncio.Event()
-        self._log_urgent = asyncio.Event()
         self._changed = asyncio.Event()  # attempts or phase changed
         self._give_up = asyncio.Event()  # stop waiting for acknowledgements: leave now
         self._shutdown_requested = asyncio.Event()
@@ -337,11 +348,11 @@ class AntClient:
         acknowledgements ack_timeout later."""
         await self._shutdown_requested.wait()
         await asyncio.sleep(self._settings.shutdown_grace.total_seconds())
-        for attempt in self._attempts.values():
+        for attempt in list(self._attempts.values()):
             if attempt.result is None and not attempt.cancel.is_set():
                 attempt.log.append(LogStream.SYSTEM, "cancelled: the Ant is shutting down")
                 attempt.cancel.set()
-        self._wake_logs(urgent=True)
+                self._output_waiting(attempt, urgent=True)
         await asyncio.sleep(self._settings.ack_timeout.total_seconds())
         self._give_up.set()
         self._changed.set()
@@ -366,10 +377,15 @@ class AntClient:
                 if self._attempts:
                     self._log.error("ant_left_with_unacknowledged_tasks", tasks=list(self._attempts))
                 return
-            self._log.info("ant_reconnecting", delay=round(delay, 3), session_id=self._session_id)
+            self._log.info("ant_reconnect_scheduled", delay=round(delay, 3), session_id=self._session_id)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._free_to_leave()
+
+    def _attempts_changed(self) -> None:
+        """Wake `_free_to_leave` waiters; while RUNNING they wait for the phase, not for the attempts."""
+        if self._phase is not AntPhase.RUNNING:
+            self._changed.set()
 
     async def _free_to_leave(self) -> None:
         """Return once the Ant may leave without waiting for anything more."""
@@ -426,7 +442,7 @@ class AntClient:
         self._connections += 1
         number = self._connections
         log = self._log.bind(connection=number)
-        out: OutboundQueue[Req] = OutboundQueue()
+        out: OutboundQueue[Req] = OutboundQueue(when_idle=lambda: self._send_waiting(number))
         out.put_control(self._register_frame())
         async with grpc.aio.insecure_channel(self._settings.queen_address) as channel:
             stub = ant_service_pb2_grpc.AntServiceStub(channel)
@@ -485,11 +501,11 @@ class AntClient:
         self._backoff.limit_to(terms.heartbeat_timeout.total_seconds())
         self._connection = conn
         self._send_heartbeat(conn)  # the first frame after Registered (section 1)
-        self._wake_logs(urgent=True)  # re-send what the Queen is missing at once
+        self._to_send.update(self._attempts)  # re-send what the Queen is missing at once
+        self._send_logs(conn)
         helpers = [
             asyncio.create_task(self._read(call, conn), name="ant-reader"),
             asyncio.create_task(self._heartbeats(conn), name="ant-heartbeats"),
-            asyncio.create_task(self._flush_logs(conn), name="ant-log-flusher"),
             asyncio.create_task(self._watch_liveness(conn, log), name="ant-watchdog"),
             asyncio.create_task(self._leave_when_done(conn, log), name="ant-leaver"),
         ]
@@ -499,6 +515,8 @@ class AntClient:
             return await conn.ended
         finally:
             self._connection = None
+            if conn.log_deadline is not None:
+                conn.log_deadline.cancel()
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -572,7 +590,6 @@ class AntClient:
         sequence = dispatch.sequence
         request = dispatch.request
         task_execution_id = request.task_execution_id
-        log = self._log.bind(task_execution_id=task_execution_id, sequence=sequence)
         if request.action == task_pb2.TASK_ACTION_CANCEL:
             if task_execution_id in self._attempts:
                 self._on_cancel(task_execution_id, "cancel action in a dispatch")
@@ -587,7 +604,9 @@ class AntClient:
         except InvalidTaskRequest as exc:
             conn.out.put_control(_convert.rejected_frame(sequence, task_execution_id, str(exc)))
             self._ledger.answered(sequence)
-            log.warning("task_rejected", reason=str(exc))
+            self._log.warning(
+                "task_rejected", task_execution_id=task_execution_id, sequence=sequence, reason=str(exc)
+            )
             return
         decision = self._ledger.decide(
             task_execution_id,
@@ -597,16 +616,28 @@ class AntClient:
         )
         if decision.verdict is DispatchVerdict.REJECT:
             conn.out.put_control(_convert.rejected_frame(sequence, task_execution_id, decision.reason))
-            log.info("task_rejected", reason=decision.reason, method=str(attempt.spec.method))
+            self._log.info(
+                "task_rejected",
+                task_execution_id=task_execution_id,
+                sequence=sequence,
+                reason=decision.reason,
+                method=str(attempt.spec.method),
+            )
         elif decision.verdict is DispatchVerdict.ACCEPT_AGAIN:
             conn.out.put_control(_convert.accepted_frame(sequence, task_execution_id))
-            log.info("task_accepted_again")
+            self._log.info("task_accepted_again", task_execution_id=task_execution_id, sequence=sequence)
         else:
             if decision.verdict is DispatchVerdict.REPLACE:
                 self._abandon(task_execution_id, "a new attempt of the task was dispatched")
             self._ledger.hold(task_execution_id, request.correlation_id, sequence)
             conn.out.put_control(_convert.accepted_frame(sequence, task_execution_id))
-            log.info("task_accepted", method=str(attempt.spec.method), task_type=attempt.spec.task_type)
+            self._log.info(
+                "task_accepted",
+                task_execution_id=task_execution_id,
+                sequence=sequence,
+                method=attempt.spec.method.value,
+                task_type=attempt.spec.task_type,
+            )
             self._start(attempt)
         self._ledger.answered(sequence)
 
@@ -625,12 +656,14 @@ class AntClient:
         )
         self._attempt_tasks.add(task)
         task.add_done_callback(self._attempt_tasks.discard)
-        self._changed.set()
+        self._attempts_changed()
 
     async def _run_attempt(self, attempt: _Attempt) -> None:
-        sink = _AttemptSink(attempt.log, self._wake_logs)
+        sink = _AttemptSink(attempt, self._output_waiting)
         try:
-            result = await self._runner.run(attempt.request, sink, attempt.cancel)
+            result = await self._runner.run(
+                attempt.request, sink, attempt.cancel, report=lambda r: self._ended(attempt, r)
+            )
         except Exception as exc:  # the runner catches executor failures; anything else is a bug here
             self._log.exception("attempt_crashed", task_execution_id=attempt.task_execution_id)
             result = ExecutionResult(
@@ -639,13 +672,17 @@ class AntClient:
                 error_code=ErrorCode.EXECUTOR,
                 error_message=f"the Ant failed to run the task: {type(exc).__name__}",
             )
-        if self._attempts.get(attempt.task_execution_id) is not attempt:
-            return  # given up meanwhile: its result is discarded
+        self._ended(attempt, result)  # if the runner did not report it (it crashed)
+
+    def _ended(self, attempt: _Attempt, result: ExecutionResult) -> None:
+        """The attempt's result is final: send it (after its lines), once."""
+        if attempt.result is not None or self._attempts.get(attempt.task_execution_id) is not attempt:
+            return  # already reported, or given up meanwhile: its result is discarded
         attempt.log.close()
         attempt.result = result
         attempt.result_sequence = self._ledger.record_result(attempt.task_execution_id)
-        self._wake_logs(urgent=True)
-        self._changed.set()
+        self._output_waiting(attempt, urgent=True)
+        self._attempts_changed()
 
     def _on_cancel(self, task_execution_id: str, reason: str) -> None:
         attempt = self._attempts.get(task_execution_id)
@@ -654,18 +691,19 @@ class AntClient:
         self._log.info("task_cancel_requested", task_execution_id=task_execution_id, reason=reason)
         attempt.log.append(LogStream.SYSTEM, f"cancel requested: {reason}" if reason else "cancel requested")
         attempt.cancel.set()
-        self._wake_logs(urgent=False)
+        self._output_waiting(attempt, urgent=False)
 
     def _abandon(self, task_execution_id: str, reason: str) -> None:
         """Stop an attempt and forget it: its result, if any, is never sent."""
         attempt = self._attempts.pop(task_execution_id, None)
+        self._to_send.pop(task_execution_id, None)
         self._ledger.release(task_execution_id)
         if attempt is None:
             return
         self._log.warning("task_abandoned", task_execution_id=task_execution_id, reason=reason)
         attempt.cancel.set()
         self._request_heartbeat()
-        self._changed.set()
+        self._attempts_changed()
 
     def _abandon_all(self, reason: str) -> None:
         for task_execution_id in list(self._attempts):
@@ -677,11 +715,12 @@ class AntClient:
             self._log.debug("unknown_result_acknowledged", sequence=result_sequence)
             return
         self._attempts.pop(task_execution_id, None)
+        self._to_send.pop(task_execution_id, None)
         self._log.info(
             "task_result_acknowledged", task_execution_id=task_execution_id, sequence=result_sequence
         )
         self._request_heartbeat()  # a slot is free again (section 3)
-        self._changed.set()
+        self._attempts_changed()
 
     def _on_drain(self, reason: str) -> None:
         self._log.info("ant_drain_requested", reason=reason, held=len(self._attempts))
@@ -694,56 +733,78 @@ class AntClient:
 
     def _request_heartbeat(self) -> None:
         if self._connection is not None:
-            self._connection.heartbeat_now.set()
+            self._send_heartbeat(self._connection)
 
     def _send_heartbeat(self, conn: _Connection) -> None:
-        conn.out.put_control(
-            _convert.heartbeat_frame(
-                held=self._ledger.held_ids,
-                free_slots=self._ledger.free_slots(accepting=self._phase is AntPhase.RUNNING),
-                load=_load(),
-                last_acked_sequence=self._ledger.last_acked_sequence,
-            )
+        """A Heartbeat, built when its turn comes: after the answers queued before it, with the state
+        as it is then; requests made while one waits are answered by that one (section 3)."""
+        conn.out.put_deferred(self._heartbeat_frame)
+
+    def _heartbeat_frame(self) -> Req:
+        return _convert.heartbeat_frame(
+            held=self._ledger.held_ids,
+            free_slots=self._ledger.free_slots(accepting=self._phase is AntPhase.RUNNING),
+            load=_load(),
+            last_acked_sequence=self._ledger.last_acked_sequence,
         )
 
     async def _heartbeats(self, conn: _Connection) -> None:
         interval = conn.terms.heartbeat_interval.total_seconds()
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await conn.heartbeat_now.wait()
-            conn.heartbeat_now.clear()
+            await asyncio.sleep(interval)
             self._send_heartbeat(conn)
 
-    def _wake_logs(self, urgent: bool) -> None:
-        self._log_wake.set()
+    def _output_waiting(self, attempt: _Attempt, urgent: bool) -> None:
+        """`attempt` has lines or its result to send: queued now when `urgent` (a full frame, an ended
+        attempt), otherwise when the stream is next idle and at the latest `log_flush_interval` from
+        now (section 6)."""
+        self._to_send[attempt.task_execution_id] = attempt
+        conn = self._connection
+        if conn is None:
+            return  # sent after the reconnect
         if urgent:
-            self._log_urgent.set()
+            self._send_logs(conn)
+            return
+        conn.out.poke()
+        if conn.log_deadline is None:
+            conn.log_deadline = asyncio.get_running_loop().call_later(
+                self._settings.log_flush_interval.total_seconds(), self._log_deadline_passed, conn
+            )
 
-    async def _flush_logs(self, conn: _Connection) -> None:
-        """Send waiting log lines at most `log_flush_interval` after they came (sooner when a frame is
-        full or an attempt ended), then the results that are due, each after its attempt's lines."""
-        linger = self._settings.log_flush_interval.total_seconds()
-        while True:
-            await self._log_wake.wait()
-            if not self._log_urgent.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(linger):
-                        await self._log_urgent.wait()
-            self._log_wake.clear()
-            self._log_urgent.clear()
-            for attempt in list(self._attempts.values()):
-                await self._flush_attempt(attempt, conn)
+    def _log_deadline_passed(self, conn: _Connection) -> None:
+        conn.log_deadline = None
+        if self._connection is conn:
+            self._send_logs(conn)
 
-    async def _flush_attempt(self, attempt: _Attempt, conn: _Connection) -> None:
+    def _send_waiting(self, connection_number: int) -> None:
+        """The stream of connection `connection_number` has nothing to send: send waiting lines."""
+        conn = self._connection
+        if conn is not None and conn.number == connection_number and self._to_send:
+            self._send_logs(conn)
+
+    def _send_logs(self, conn: _Connection) -> None:
+        """Queue the waiting log lines, within the bulk lane's room, and the results that are due, each
+        after its attempt's lines; what does not fit waits for the stream's next idle moment."""
+        for attempt in list(self._to_send.values()):
+            if self._send_attempt(attempt, conn):
+                del self._to_send[attempt.task_execution_id]
+            elif not conn.out.bulk_room:
+                return
+
+    def _send_attempt(self, attempt: _Attempt, conn: _Connection) -> bool:
+        """Queue what `attempt` has to send; False if lines are left for lack of room."""
         spec = attempt.request.spec
-        while batch := attempt.log.take_batch():
-            await conn.out.put_bulk(_convert.log_lines_frame(spec.task_execution_id, spec.task_retry, batch))
+        out = conn.out
+        while attempt.log.pending_count:
+            if not out.bulk_room:
+                return False
+            out.put_bulk(
+                _convert.log_lines_frame(spec.task_execution_id, spec.task_retry, attempt.log.take_batch())
+            )
         if (
             attempt.result is not None
             and attempt.result_sequence is not None
             and attempt.result_sent_on != conn.number
-            and attempt.log.pending_count == 0
             and self._attempts.get(spec.task_execution_id) is attempt
         ):
             response = _convert.response_from_result(
@@ -754,13 +815,14 @@ class AntClient:
                 tags=self._settings.tags,
             )
             attempt.result_sent_on = conn.number
-            await conn.out.put_bulk(_convert.result_frame(attempt.result_sequence, response))
+            out.put_bulk(_convert.result_frame(attempt.result_sequence, response))  # beyond the room: small
             self._log.info(
                 "task_result_sent",
                 task_execution_id=spec.task_execution_id,
                 sequence=attempt.result_sequence,
-                status=str(attempt.result.status),
+                status=attempt.result.status.value,
             )
+        return True
 
     async def _watch_liveness(self, conn: _Connection, log: FilteringBoundLogger) -> None:
         """No frame from the Queen for heartbeat_timeout: the stream is dead (section 8)."""
@@ -769,14 +831,14 @@ class AntClient:
         # A timer re-armed to the latest possible expiry, not a poll: it wakes once per heartbeat_timeout.
         while (remaining := conn.last_received + timeout - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(remaining)
-        log.warning("queen_silent", seconds=timeout)
+        log.warning("queen_went_silent", seconds=timeout)
         conn.finish(_End.RETRY)
 
     async def _leave_when_done(self, conn: _Connection, log: FilteringBoundLogger) -> None:
         """Leaving and nothing held any more (or no more waiting): half-close and let the Queen end the
         call; if it does not within ack_timeout, end it ourselves (section 9)."""
         await self._free_to_leave()
-        log.info("ant_half_closing", unacknowledged=len(self._attempts))
+        log.info("ant_stream_half_closed", unacknowledged=len(self._attempts))
         conn.out.close()
         if not self._give_up.is_set():  # the shutdown timer already waited ack_timeout otherwise
             await asyncio.sleep(self._settings.ack_timeout.total_seconds())

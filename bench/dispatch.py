@@ -18,7 +18,9 @@ Workloads (a pass runs them on one database, with the baselines measured in the 
 - echo     a raw `grpc.aio` bidi echo (in process, loopback; round trip and pipelined messages/s) beside
            the Ant stream itself, driven through `AntRegistry.run()` (the supervisor's `TaskDispatcher`
            contract) with no database and no supervisor: dispatch -> TaskAccepted round trip, and
-           tasks/s with many attempts in flight.
+           tasks/s with many attempts in flight; once with the real Ants running SHELL `true`, once
+           with two Ants whose executor does nothing (the stream and the Ant's own work alone, no
+           process spawned: what compares with the echo).
 - latency  submit -> first task EXECUTING (`started_at`, set when the Ant's TaskAccepted is committed,
            vs the request's `created_at`), p50/p99 over spaced-out single-task submissions, with the
            stages read from the request's event log.
@@ -48,6 +50,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import dataclasses
 import itertools
 import json
 import logging
@@ -75,6 +78,8 @@ from psycopg import sql
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from queen.ants.registry import AntRegistry
+from queen.ants.session import StreamEnd, StreamHandle
 from queen.app import Queen
 from queen.domain.definition_parser import check_job_definition
 from queen.domain.job_definition import TaskDefinition
@@ -96,7 +101,8 @@ ECHO_PIPELINED = 30_000
 ECHO_PAYLOAD = bytes(256)  # about the size of the DispatchTask frame of a SHELL `true` task
 STREAM_ROUND_TRIPS = 200
 STREAM_PIPELINED = 400
-FRAMES_PER_TASK = 6  # DispatchTask, TaskAccepted, LogLines, TaskResult, ResultAck, Heartbeat
+NOOP_PIPELINED = 2_000
+NOOP_TAG = "bench-noop"  # only the no-op Ants offer it: the no-op attempts go to them alone
 LATENCY_SAMPLES = 100
 
 W1_JOB = "bench-w1-chain"
@@ -367,10 +373,12 @@ class System:
         self._observer = observer
         self.ants: list[AntChild] = []
         self._finished = asyncio.Event()
+        self.supervisors_ended = 0  # supervisors that ended (job finished, paused or at a gate)
         previous = queen.supervisors.on_finished
 
         def finished() -> None:
             previous()
+            self.supervisors_ended += 1
             self._finished.set()
 
         # called when a supervisor ends: its job finished (or paused, or waits at a gate)
@@ -381,18 +389,53 @@ class System:
         for number in range(1, count + 1):
             ant_id = f"bench-ant-{number}"
             work_dir = self._work_dir / ant_id
-            work_dir.mkdir(parents=True, exist_ok=True)
-            log_path = self._work_dir / f"{ant_id}.log"
-            with log_path.open("wb") as log:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "sdk", "ant", "--queen", address, "--ant-id", ant_id,
-                    "--methods", "SHELL", "--capacity", str(capacity), "--work-dir", str(work_dir),
-                    "--log-level", "warning",
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,  # a terminal Ctrl-C reaches us only; we stop them by PID
-                )  # fmt: skip
-            self.ants.append(AntChild(ant_id, process, log_path))
+            argv = [
+                sys.executable, "-m", "sdk", "ant", "--queen", address, "--ant-id", ant_id,
+                "--methods", "SHELL", "--capacity", str(capacity), "--work-dir", str(work_dir),
+                "--log-level", "warning",
+            ]  # fmt: skip
+            self.ants.append(await self._spawn_ant(ant_id, argv, work_dir))
         await self._wait_for_ants({ant.ant_id for ant in self.ants})
+
+    @contextlib.asynccontextmanager
+    async def noop_ants(self, count: int, capacity: int) -> AsyncIterator[None]:
+        """`count` more Ants, offering NOOP_TAG, whose SHELL executor returns COMPLETED at once (the
+        real stream client and attempt runner, no process spawned); in `ants` (so metered) until the
+        block ends, then stopped."""
+        address = f"127.0.0.1:{self.queen.grpc_port}"
+        started: list[AntChild] = []
+        try:
+            for number in range(1, count + 1):
+                ant_id = f"bench-noop-ant-{number}"
+                work_dir = self._work_dir / ant_id
+                argv = [
+                    sys.executable,
+                    "-c",
+                    _NOOP_ANT,
+                    address,
+                    ant_id,
+                    str(capacity),
+                    str(work_dir),
+                    NOOP_TAG,
+                ]
+                started.append(await self._spawn_ant(ant_id, argv, work_dir))
+            self.ants.extend(started)
+            await self._wait_for_ants({ant.ant_id for ant in started})
+            yield
+        finally:
+            self.ants = [ant for ant in self.ants if ant not in started]
+            await asyncio.gather(*(ant.stop() for ant in started))
+
+    async def _spawn_ant(self, ant_id: str, argv: list[str], work_dir: Path) -> AntChild:
+        await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
+        log_path = self._work_dir / f"{ant_id}.log"
+        with log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # a terminal Ctrl-C reaches us only; we stop them by PID
+            )  # fmt: skip
+        return AntChild(ant_id, process, log_path)
 
     async def _wait_for_ants(self, ant_ids: set[str]) -> None:
         """Until every Ant is registered with free slots (a start-up probe, not part of any figure)."""
@@ -402,7 +445,7 @@ class System:
             if ant_ids <= ready:
                 return
             for ant in self.ants:
-                if ant.process.returncode is not None:
+                if ant.ant_id in ant_ids and ant.process.returncode is not None:
                     raise BenchError(f"{ant.ant_id} exited:\n{ant.log_path.read_text(errors='replace')}")
             if time.monotonic() > deadline:
                 raise BenchError(f"Ants not ready after {ANT_READY_TIMEOUT:g}s: {sorted(ant_ids - ready)}")
@@ -435,12 +478,17 @@ class System:
             raise BenchError(f"request {request_id} ended {details.request.job_state}: {details.request}")
         return details
 
-    async def wait_all_done(self, job_type: str, count: int) -> None:
-        """Until `count` requests of `job_type` are terminal (one count query per wake-up)."""
+    async def wait_all_done(self, job_type: str, count: int, *, ends: int, ended_before: int) -> None:
+        """Until `count` requests of `job_type` are terminal. With the hook observer: until `ends`
+        supervisors have ended since there were `ended_before` (no reads while the jobs run), then one
+        count query to confirm; with the notifier: one count query per wake-up."""
         requests = self.queen.services.requests
         async with asyncio.timeout(W2_TIMEOUT):
             while True:
                 wake = self._next_wake(None)
+                if self._observer == "hook" and self.supervisors_ended - ended_before < ends:
+                    await wake.wait()
+                    continue
                 _, done = await requests.list_requests(
                     self.identity, job_type=job_type, states=TERMINAL, limit=1, offset=0
                 )
@@ -461,7 +509,12 @@ class System:
 async def running_system(
     database_url: str, data_dir: Path, *, ants: int, capacity: int, observer: str
 ) -> AsyncIterator[System]:
-    queen = Queen(QueenSettings(grpc_port=0, http_port=0, data_dir=data_dir, database_url=database_url))
+    # the embedded system's settings: the local identity, no tokens (the Ants authenticate once per
+    # stream in any case, off the per-task path)
+    settings = QueenSettings(
+        grpc_port=0, http_port=0, data_dir=data_dir, database_url=database_url, auth_required=False
+    )
+    queen = Queen(settings)
     await queen.start()
     try:
         system = System(queen, data_dir / "ants", observer=observer)
@@ -565,6 +618,34 @@ asyncio.run(main(int(sys.argv[1]), json.loads(sys.argv[2])))
 """
 
 
+# An Ant whose SHELL executor does nothing: the real `AntClient` (stream, ledger, log and result
+# sending) and `AttemptRunner` (the attempt's directory), without a process per task. Leaves on SIGTERM
+# as `formicary ant` does.
+_NOOP_ANT = """
+import asyncio, signal, sys
+from ant.cli import configure_logging
+from ant.executors.methods import Method
+from ant.executors.registry import ExecutorRegistry
+from ant.executors.result import ExecutionResult, ExecutionStatus
+from ant.settings import AntSettings
+from ant.stream import AntClient
+
+class Noop:
+    async def run(self, spec, ctx):
+        return ExecutionResult(status=ExecutionStatus.COMPLETED, exit_code="0")
+
+async def main(address, ant_id, capacity, work_dir):
+    settings = AntSettings(queen_address=address, ant_id=ant_id, methods=["SHELL"], tags=[sys.argv[5]],
+                           capacity=int(capacity), work_dir=work_dir)
+    client = AntClient(settings, ExecutorRegistry({Method.SHELL: Noop()}))
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, client.request_shutdown)
+    await client.run()
+
+configure_logging("warning")
+asyncio.run(main(*sys.argv[1:5]))
+"""
+
+
 async def measure_spawns(count: int) -> tuple[list[float], list[float]]:
     """Seconds per `asyncio.create_subprocess_exec(...)` + wait of `true` and of `bash -c true`, `count`
     of each, alternately, one at a time, in a child interpreter."""
@@ -663,16 +744,51 @@ class _Timing:
 @dataclass(frozen=True, slots=True)
 class StreamFigures:
     accept_round_trip: Summary  # dispatch -> TaskAccepted back in the Queen, one at a time (seconds)
-    result_round_trip: Summary  # dispatch -> TaskResult back (the Ant ran `true`), one at a time
-    pipelined_per_s: float  # attempts/s with STREAM_PIPELINED in flight (the Ants' windows bound it)
+    result_round_trip: Summary  # dispatch -> TaskResult back (the Ant ran the task), one at a time
+    pipelined_per_s: float  # attempts/s with many in flight (the Ants' windows bound it)
+    frames_per_task: float  # frames on the stream per attempt, both directions, while pipelined
     usage: Usage  # per attempt, over the pipelined part
 
 
-async def measure_stream(system: System, meter: Meter, round_trips: int, pipelined: int) -> StreamFigures:
+class _FrameCounter:
+    """Counts the frames of every Ant stream in both directions: what the registry receives, and what
+    the servicers' writers take from the sessions' stream handles (wrapped while counting)."""
+
+    def __init__(self, registry: AntRegistry) -> None:
+        self._registry = registry
+        self.frames = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        registry = self._registry
+        received, take = registry.received, StreamHandle.take
+
+        def count_received(session: Any, frame: Any) -> None:
+            self.frames += 1
+            received(session, frame)
+
+        def count_taken(stream: StreamHandle) -> Any:
+            frame = take(stream)
+            if frame is not None and not isinstance(frame, StreamEnd):
+                self.frames += 1
+            return frame
+
+        registry.received = count_received  # type: ignore[method-assign]
+        StreamHandle.take = count_taken  # type: ignore[method-assign,assignment]
+        try:
+            yield
+        finally:
+            del registry.received
+            StreamHandle.take = take  # type: ignore[method-assign]
+
+
+async def measure_stream(
+    system: System, meter: Meter, round_trips: int, pipelined: int, *, tags: tuple[str, ...] = ()
+) -> StreamFigures:
     """SHELL `true` attempts straight through `AntRegistry.run()`: the real stream and Ants, no database,
-    no supervisor (what the stream and the Ant cost by themselves)."""
+    no supervisor (what the stream and the Ant cost by themselves). `tags` route them to some Ants."""
     queen = system.queen
-    task = shell_true_task()
+    task = dataclasses.replace(shell_true_task(), tags=tags)
 
     def work() -> TaskWork:
         task_id = f"bench-{uuid.uuid4().hex}"
@@ -707,11 +823,25 @@ async def measure_stream(system: System, meter: Meter, round_trips: int, pipelin
         accept, result = await one()
         accepts.append(accept)
         results.append(result)
+    counter = _FrameCounter(queen.registry)
     reading = meter.reading()
     start = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(pipelined)))
+    with counter.counting():
+        await asyncio.gather(*(one() for _ in range(pipelined)))
     rate = pipelined / (time.perf_counter() - start)
-    return StreamFigures(Summary.of(accepts), Summary.of(results), rate, meter.per_task(reading, pipelined))
+    return StreamFigures(
+        Summary.of(accepts),
+        Summary.of(results),
+        rate,
+        counter.frames / pipelined,
+        meter.per_task(reading, pipelined),
+    )
+
+
+async def measure_noop_stream(system: System, meter: Meter, capacity: int) -> StreamFigures:
+    """The same through two Ants whose executor does nothing: the stream's own dispatch rate."""
+    async with system.noop_ants(W2_ANTS, capacity):
+        return await measure_stream(system, meter, STREAM_ROUND_TRIPS, NOOP_PIPELINED, tags=(NOOP_TAG,))
 
 
 # ------------------------------------------------------------------------------------------ W1, W2, latency
@@ -774,10 +904,11 @@ async def run_w2(system: System, meter: Meter) -> W2Figures:
     await system.wait_done(await system.submit(W2_JOB))  # warm-up: first-use paths, cached definition
     reading = meter.reading()
     start = utc_now()
+    ended_before = system.supervisors_ended
     submit_start = time.perf_counter()
     ids = await asyncio.gather(*(system.submit(W2_JOB) for _ in range(W2_REQUESTS)))
     submit_seconds = time.perf_counter() - submit_start
-    await system.wait_all_done(W2_JOB, W2_REQUESTS + 1)
+    await system.wait_all_done(W2_JOB, W2_REQUESTS + 1, ends=W2_REQUESTS, ended_before=ended_before)
     usage = meter.per_task(reading, W2_REQUESTS)
     ended, started = [], []
     for request_id in ids:
@@ -855,6 +986,7 @@ class PassFigures:
     spawn_bash: Summary | None = None
     echo: Echo | None = None
     stream: StreamFigures | None = None
+    noop_stream: StreamFigures | None = None
     w1: W1Figures | None = None
     w2: W2Figures | None = None
     latency: LatencyFigures | None = None
@@ -895,6 +1027,7 @@ async def run_pass(database: str, server_url: str, options: Options, root: Path)
         if "echo" in options.workloads:
             figures.echo = await measure_echo(ECHO_ROUND_TRIPS, ECHO_PIPELINED)
             figures.stream = await measure_stream(system, meter, STREAM_ROUND_TRIPS, STREAM_PIPELINED)
+            figures.noop_stream = await measure_noop_stream(system, meter, options.capacity)
         if "w1" in options.workloads:
             profile = cProfile.Profile() if options.profile_w1 is not None else None
             figures.w1 = await run_w1(system, meter, options.runs, profile)
@@ -983,26 +1116,61 @@ def _w2_rows(w2: W2Figures, spawn: float | None) -> list[tuple[str, str, str]]:
     return rows + _usage_rows("W2", w2.usage)
 
 
-def _stream_rows(
-    echo: Echo, stream: StreamFigures, w2: W2Figures | None, spawn: float | None
-) -> list[tuple[str, str, str]]:
+def _stream_rows(figures: PassFigures, spawn: float | None) -> list[tuple[str, str, str]]:
     ref = REFERENCE
+    echo, stream, noop = figures.echo, figures.stream, figures.noop_stream
+    assert echo is not None
+    assert stream is not None
     echo_rt = f"{_us(echo.round_trip.p50)} / {_us(echo.round_trip.p99)}"
-    accept_rt = f"{_us(stream.accept_round_trip.p50)} / {_us(stream.accept_round_trip.p99)}"
-    accept_ratio = f"{stream.accept_round_trip.p50 / echo.round_trip.p50:.1f}x echo round trip"
-    result_ratio = f"{stream.result_round_trip.p50 / spawn:.1f}x bare spawn" if spawn else ""
     echo_frames = 2 * echo.pipelined_per_s
-    frames = stream.pipelined_per_s * FRAMES_PER_TASK
-    rate = f"{stream.pipelined_per_s:.1f} tasks/s"
-    pipelined = f"{frames:,.0f} frames/s = {frames / echo_frames:.2f}x echo frames/s"
-    if w2 is not None:
-        pipelined += f"; W2 reaches {w2.tasks_per_s / stream.pipelined_per_s:.2f}x of it"
     rows = [
         ("raw grpc.aio echo round trip (p50 / p99)", echo_rt, f"reference {ref.grpc_round_trip_us:g} µs"),
         ("raw grpc.aio echo pipelined", f"{echo.pipelined_per_s:,.0f} msg/s", f"{echo_frames:,.0f} frames/s"),
+    ]
+
+    def pipelined_row(label: str, figures: StreamFigures) -> tuple[str, str, str]:
+        frames = figures.pipelined_per_s * figures.frames_per_task
+        note = (
+            f"{frames:,.0f} frames/s ({figures.frames_per_task:.1f} per task) = "
+            f"{frames / echo_frames:.2f}x echo frames/s"
+        )
+        return (label, f"{figures.pipelined_per_s:,.1f} tasks/s", note)
+
+    if noop is not None:
+        accept = f"{_us(noop.accept_round_trip.p50)} / {_us(noop.accept_round_trip.p99)}"
+        result = f"{_us(noop.result_round_trip.p50)} / {_us(noop.result_round_trip.p99)}"
+        rows += [
+            (
+                "no-op Ant: dispatch -> accepted (p50 / p99)",
+                accept,
+                f"{noop.accept_round_trip.p50 / echo.round_trip.p50:.1f}x echo round trip",
+            ),
+            (
+                "no-op Ant: dispatch -> result (p50 / p99)",
+                result,
+                f"{noop.result_round_trip.p50 / echo.round_trip.p50:.1f}x echo round trip",
+            ),
+            pipelined_row(f"no-op Ant: {NOOP_PIPELINED} in flight, no DB", noop),
+        ]
+        rows += _usage_rows("no-op", noop.usage)
+    accept_rt = f"{_us(stream.accept_round_trip.p50)} / {_us(stream.accept_round_trip.p99)}"
+    accept_ratio = f"{stream.accept_round_trip.p50 / echo.round_trip.p50:.1f}x echo round trip"
+    result_note = ""
+    if spawn:
+        result_note = f"{stream.result_round_trip.p50 / spawn:.1f}x bare spawn"
+        if figures.spawn_bash is not None:
+            beyond = stream.result_round_trip.p50 - figures.spawn_bash.p50
+            result_note += f", {_ms(beyond)} beyond `bash -c true`"
+    pipelined = pipelined_row(f"Ant stream, {STREAM_PIPELINED} in flight, no DB", stream)
+    if figures.w2 is not None:
+        pipelined = (
+            *pipelined[:2],
+            f"{pipelined[2]}; W2 reaches {figures.w2.tasks_per_s / stream.pipelined_per_s:.2f}x of it",
+        )
+    rows += [
         ("Ant stream dispatch -> accepted (p50 / p99)", accept_rt, accept_ratio),
-        ("Ant stream dispatch -> result of `true` (p50)", _ms(stream.result_round_trip.p50), result_ratio),
-        (f"Ant stream, {STREAM_PIPELINED} in flight, no DB", rate, pipelined),
+        ("Ant stream dispatch -> result of `true` (p50)", _ms(stream.result_round_trip.p50), result_note),
+        pipelined,
     ]
     return rows + _usage_rows("stream", stream.usage)
 
@@ -1030,7 +1198,7 @@ def report(figures: PassFigures) -> None:
     if figures.w2 is not None:
         rows += _w2_rows(figures.w2, spawn)
     if figures.echo is not None and figures.stream is not None:
-        rows += _stream_rows(figures.echo, figures.stream, figures.w2, spawn)
+        rows += _stream_rows(figures, spawn)
     if figures.latency is not None:
         rows += _latency_rows(figures.latency, spawn)
     if not rows:

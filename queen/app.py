@@ -25,15 +25,20 @@ from formicary.v1 import (
 from queen.ants.registry import AntRegistry
 from queen.api import register_public_servicers
 from queen.api.ant_service import AntServiceServicer
+from queen.api.auth_interceptor import AuthInterceptor
 from queen.approvals.timers import GateTimers
 from queen.artifacts import build_object_store
 from queen.domain.identity import Identity
 from queen.domain.job_definition import TaskMethod
 from queen.http import HttpGateway
+from queen.http.routes.session import SessionCookies
 from queen.log_archive import LogArchive
 from queen.notifier import ChangeNotifier
 from queen.scheduler.cron import CronTrigger
 from queen.scheduler.scheduler import Scheduler
+from queen.security.assembly import build_security
+from queen.security.configs import ConfigService
+from queen.security.injection import RedactingLogSink, SecretInjector
 from queen.services.admin import AdminService
 from queen.services.approvals import ApprovalService
 from queen.services.artifacts import ArtifactService
@@ -60,27 +65,32 @@ class Queen:
     def __init__(self, settings: QueenSettings) -> None:
         self.settings = settings
         self.db = Database(settings.resolved_database_url())
+        self.security = build_security(settings, self.db)
         self.artifact_store = build_object_store(settings.artifacts, settings.data_dir)
         self.notifier = ChangeNotifier()
         self.logs = LogHub()
+        # Secrets: configs go into each attempt's TaskRequest; their values are masked in what comes back.
+        self.redacting_logs = RedactingLogSink(self.logs)
+        self.configs = ConfigService(self.db, self.security.secrets)
         self.registry = AntRegistry(
             heartbeat_interval=settings.heartbeat_interval,
             heartbeat_timeout=settings.ant_lost_after,
-            log_sink=self.logs,
+            log_sink=self.redacting_logs,
             on_capacity=self._capacity_changed,
             queen_methods=_QUEEN_METHODS,
         )
+        dispatcher = SecretInjector(self.registry, self.configs, self.redacting_logs)
         self.supervisors = Supervisors(
             SupervisorDeps(
                 db=self.db,
-                dispatcher=self.registry,
+                dispatcher=dispatcher,
                 notifier=self.notifier,
                 attempt_finished=self._attempt_finished,
             )
         )
         self.scheduler = Scheduler(
             db=self.db,
-            dispatcher=self.registry,
+            dispatcher=dispatcher,
             supervisors=self.supervisors,
             notifier=self.notifier,
             sweep_interval=settings.sweep_interval,
@@ -115,12 +125,22 @@ class Queen:
             ),
             logs=self.logs,
             local_identity=identity,
+            authenticator=self.security.authenticator,
         )
+        self.services.artifacts.mask_name = self.redacting_logs.mask
         self.log_archive = LogArchive(self.logs, self.services.artifacts)
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self.grpc_port = 0
-        self.http = HttpGateway(self.services, settings)
+        self.http = HttpGateway(
+            self.services,
+            settings,
+            sessions=SessionCookies(
+                csrf_key=self.security.signing_key,
+                ttl=settings.session_ttl,
+                secure=settings.session_cookie_secure,
+            ),
+        )
 
     @property
     def http_port(self) -> int:
@@ -137,6 +157,13 @@ class Queen:
         self.cron.wake()
 
     async def start(self) -> None:
+        if not self.settings.auth_required:
+            log.warning(
+                "authentication_disabled",
+                identity=f"{self.settings.user_id}@{self.settings.organization_id}",
+                roles="admin",
+                note="every call acts as this local identity; never expose this Queen to a network",
+            )
         await self.db.start()
         await self.registry.start()
         await self.log_archive.start()
@@ -162,6 +189,7 @@ class Queen:
         await self.registry.stop()
         await self.log_archive.stop()
         await self.artifact_store.close()
+        await self.security.close()
         await self.db.stop()
         log.info("queen_stopped")
 
@@ -173,9 +201,12 @@ class Queen:
                 ("grpc.max_send_message_length", size),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-            ]
+            ],
+            interceptors=[AuthInterceptor(self.security.authenticator)],
         )
-        ant_service_pb2_grpc.add_AntServiceServicer_to_server(AntServiceServicer(self.registry), server)
+        ant_service_pb2_grpc.add_AntServiceServicer_to_server(
+            AntServiceServicer(self.registry, self.security.authenticator), server
+        )
         register_public_servicers(server, self.services)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = [

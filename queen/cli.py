@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import os
 import signal
 import sys
+from collections.abc import Coroutine
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 import typer
@@ -18,6 +20,8 @@ from queen.app import Queen
 from queen.domain.definition_parser import check_job_definition
 from queen.domain.errors import FormicaryError
 from queen.settings import QueenSettings
+from queen.telemetry.logging import configure_logging
+from queen.telemetry.tracing import configure_tracing
 
 __all__ = ["dev", "lint", "queen", "register"]
 
@@ -69,24 +73,18 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _configure_logging() -> None:
-    """Key=value console logs at INFO (the telemetry issue brings JSON logs and trace ids)."""
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        cache_logger_on_first_use=True,
-    )
-
-
 def _settings(
-    grpc_port: int | None, http_port: int | None, data_dir: Path | None, database_url: str | None
+    grpc_port: int | None,
+    http_port: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    *,
+    dev_mode: bool = False,
 ) -> QueenSettings:
     overrides: dict[str, object] = {}
+    if dev_mode and "FORMICARY_QUEEN_AUTH_REQUIRED" not in os.environ:
+        # the embedded system runs as its local admin identity, unless told otherwise explicitly
+        overrides["auth_required"] = False
     if grpc_port is not None:
         overrides["grpc_port"] = grpc_port
     if http_port is not None:
@@ -111,8 +109,7 @@ def queen(
 ) -> None:
     """Run a Queen until SIGINT or SIGTERM (settings: FORMICARY_QUEEN_* environment variables)."""
     settings = _settings(grpc_port, http_port, data_dir, database_url)
-    _configure_logging()
-    asyncio.run(_serve(settings, dev_mode=False, examples=[], ant=False))
+    _run(_serve(settings, dev_mode=False, examples=[], ant=False), settings)
 
 
 def dev(
@@ -126,14 +123,26 @@ def dev(
     ] = None,
     with_ant: Annotated[bool, typer.Option("--ant/--no-ant", help="Start the embedded Ant.")] = True,
 ) -> None:
-    """The embedded system: a Queen (SQLite, local data) and an Ant child process on loopback."""
-    settings = _settings(grpc_port, http_port, data_dir, database_url)
+    """The embedded system: a Queen (SQLite, local data) and an Ant child process on loopback.
+
+    Authentication is off (every call acts as the local admin identity) unless
+    FORMICARY_QUEEN_AUTH_REQUIRED is set."""
+    settings = _settings(grpc_port, http_port, data_dir, database_url, dev_mode=True)
     folder = examples if examples is not None else Path("examples")
     playbooks = (
         [(path.name, path.read_bytes()) for path in sorted(folder.glob("*.yaml"))] if folder.is_dir() else []
     )
-    _configure_logging()
-    asyncio.run(_serve(settings, dev_mode=True, examples=playbooks, ant=with_ant))
+    _run(_serve(settings, dev_mode=True, examples=playbooks, ant=with_ant), settings)
+
+
+def _run(main: Coroutine[Any, Any, None], settings: QueenSettings) -> None:
+    """Logs and traces set up once for the process, the Queen run, buffered spans flushed at the end."""
+    configure_logging(settings)
+    tracing = configure_tracing(settings)
+    try:
+        asyncio.run(main)
+    finally:
+        tracing.shutdown()
 
 
 async def _serve(
@@ -149,19 +158,21 @@ async def _serve(
     try:
         address = f"127.0.0.1:{queen_app.grpc_port}"
         typer.echo(f"formicary: Queen listening on {settings.grpc_host}:{queen_app.grpc_port} (gRPC)")
-        typer.echo(
-            f"formicary: REST API on {queen_app.http.url} (OpenAPI at /openapi.json; no dashboard yet)"
-        )
+        typer.echo(f"formicary: REST API on {queen_app.http.url} (OpenAPI at /openapi.json, dashboard at /)")
         typer.echo(f"formicary: database {queen_app.db.dialect_name}: {settings.resolved_database_url()}")
-        if dev_mode:
+        if not settings.auth_required:
             typer.echo(
-                "formicary: WARNING: authentication is off; every call acts as the local identity "
-                f"{settings.user_id}@{settings.organization_id} (embedded development mode)"
+                "formicary: WARNING: authentication is off; every call acts as the local admin identity "
+                f"{settings.user_id}@{settings.organization_id}"
+                + (" (embedded development mode)" if dev_mode else " (FORMICARY_QUEEN_AUTH_REQUIRED=false)")
             )
+        if dev_mode:
             await _load_examples(queen_app, examples)
             if ant:
-                child = await _start_ant(address, settings.data_dir)
+                credential = await _embedded_ant_token(queen_app) if settings.auth_required else ""
+                child = await _start_ant(address, settings.data_dir, credential)
             rest = f"http://localhost:{queen_app.http_port}"
+            typer.echo(f"formicary: dashboard: {rest}/")
             typer.echo("formicary: try:")
             typer.echo(
                 f'  curl -X POST {rest}/api/jobs/definitions -H "Content-Type: application/yaml" '
@@ -192,12 +203,39 @@ async def _load_examples(queen_app: Queen, playbooks: list[tuple[str, bytes]]) -
             typer.echo(f"formicary: {name}: {state} as {record.job_type} v{record.version}")
 
 
-async def _start_ant(address: str, data_dir: Path) -> asyncio.subprocess.Process:
+_EMBEDDED_ANT_METHODS = [
+    "SHELL",
+    "DOCKER",
+    "KUBERNETES",
+    "HTTP_GET",
+    "HTTP_POST_FORM",
+    "HTTP_POST_JSON",
+    "HTTP_PUT_FORM",
+    "HTTP_PUT_JSON",
+    "HTTP_DELETE",
+]
+
+
+async def _embedded_ant_token(queen_app: Queen) -> str:
+    """An Ant token for the embedded Ant of a dev Queen that requires authentication (a day long)."""
+    settings = queen_app.settings
+    issued = await queen_app.security.tokens.issue(
+        organization_id=settings.organization_id,
+        user_id="ant:embedded",
+        name="embedded-ant",
+        roles=["ant"],
+        lifetime=timedelta(days=1),
+        created_by=settings.user_id,
+        ant_methods=_EMBEDDED_ANT_METHODS,
+    )
+    return issued.token
+
+
+async def _start_ant(address: str, data_dir: Path, credential: str = "") -> asyncio.subprocess.Process:
     """The embedded Ant, a child process on the same stream protocol as any other Ant."""
     # DOCKER and KUBERNETES run on a real engine/cluster when one answers; otherwise --local-fallback
     # runs them with SHELL and says so in every such task's log and record.
-    methods = ["SHELL", "DOCKER", "KUBERNETES", "HTTP_GET", "HTTP_POST_FORM", "HTTP_POST_JSON"]
-    methods += ["HTTP_PUT_FORM", "HTTP_PUT_JSON", "HTTP_DELETE"]
+    methods = _EMBEDDED_ANT_METHODS
     command = [
         sys.executable,
         "-m",
@@ -213,7 +251,9 @@ async def _start_ant(address: str, data_dir: Path) -> asyncio.subprocess.Process
         "--work-dir",
         str(data_dir / "ant-work"),
     ]
-    child = await asyncio.create_subprocess_exec(*command)
+    # the credential goes by environment, never on the command line (visible to every local user)
+    env = {**os.environ, "FORMICARY_ANT_CREDENTIAL": credential} if credential else None
+    child = await asyncio.create_subprocess_exec(*command, env=env)
     typer.echo(f"formicary: embedded Ant started (pid {child.pid}) with --local-fallback")
     return child
 

@@ -8,20 +8,27 @@ A client-only install has the client commands; installing the Queen or the Ant a
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.metadata import entry_points
+from typing import Annotated
 
 import typer
 
 from sdk.commands import register_client_commands
+from sdk.credentials import TOKEN_VARIABLE
+from sdk.telemetry import configure_logging, configure_tracing
 
 __all__ = ["COMMAND_GROUP", "build_app", "main"]
 
 COMMAND_GROUP = "formicary.commands"
 
 
-def build_app() -> typer.Typer:
-    """The CLI with every installed plugin's subcommands registered."""
+def build_app(*, telemetry: bool = False) -> typer.Typer:
+    """The CLI with every installed plugin's subcommands registered.
+
+    `telemetry`: the client commands set up this process's logs and traces (the console script does;
+    a program or test that runs the app in its own process keeps its own set-up)."""
     app = typer.Typer(
         name="formicary",
         help="Formicary: playbooks as DAGs of tasks, run by Ants, with manual approval gates.",
@@ -30,11 +37,32 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
 
+    client_commands: set[str] = set()
+
     @app.callback()
-    def _root() -> None:
+    def _root(
+        ctx: typer.Context,
+        token: Annotated[
+            str | None,
+            typer.Option(
+                "--token",
+                envvar=TOKEN_VARIABLE,
+                show_default=False,
+                help=f"Bearer token for the Queen (or set {TOKEN_VARIABLE}); prefer the variable: "
+                "a command line is visible to every local user.",
+            ),
+        ] = None,
+    ) -> None:
         """Formicary command-line interface."""
+        if telemetry and ctx.invoked_subcommand in client_commands:
+            # the server commands (queen, dev, ant) set up their own logs and traces
+            _configure_client_telemetry()
+        if token:
+            # the client commands read the token where the SDK's Client does
+            os.environ[TOKEN_VARIABLE] = token
 
     register_client_commands(app)
+    client_commands.update(_command_names(app))
     for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
         try:
             register = entry_point.load()
@@ -48,6 +76,19 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _command_names(app: typer.Typer) -> set[str]:
+    commands = {command.name or "" for command in app.registered_commands}
+    groups = {group.name or "" for group in app.registered_groups}
+    return (commands | groups) - {""}
+
+
+def _configure_client_telemetry() -> None:
+    """Warnings and errors as console lines on stderr; traces of the gRPC calls when OTEL_* asks for
+    them (service `formicary-cli`; the SDK flushes them when the process exits)."""
+    configure_logging("warning", fmt="console")
+    configure_tracing("formicary-cli")
+
+
 def main() -> None:
     """Entry point of the `formicary` console script."""
-    build_app()()
+    build_app(telemetry=True)()

@@ -1,6 +1,6 @@
 """The typed Python client of a Queen, over the generated gRPC stubs (asyncio).
 
-    async with Client("127.0.0.1:7070") as client:
+    async with Client("127.0.0.1:7070") as client:  # token: $FORMICARY_TOKEN, or Client(..., token=...)
         await client.upload_definition(Path("playbook.yaml").read_text())
         request = await client.submit("secure-go-cicd", {"branch": "main"})
         async for event in client.watch(request.id):
@@ -36,6 +36,7 @@ from formicary.v1 import (
     job_request_service_pb2,
     job_request_service_pb2_grpc,
 )
+from sdk.credentials import bearer_interceptors, resolve_token
 from sdk.errors import FormicaryError, InvalidArgument, error_from_rpc
 from sdk.models import (
     Ant,
@@ -94,7 +95,10 @@ def _timestamp(value: datetime | None) -> Timestamp | None:
 class Client:
     """A connection to one Queen. Use as an async context manager, or call `close()`."""
 
-    def __init__(self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, address: str | None = None, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None
+    ) -> None:
+        """`token`: the bearer token sent with every call (default: $FORMICARY_TOKEN)."""
         self.address = resolve_address(address)
         self.timeout = timeout
         self._channel = grpc.aio.insecure_channel(
@@ -103,6 +107,7 @@ class Client:
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
             ],
+            interceptors=bearer_interceptors(resolve_token(token)),
         )
         self._definitions = job_definition_service_pb2_grpc.JobDefinitionServiceStub(self._channel)
         self._requests = job_request_service_pb2_grpc.JobRequestServiceStub(self._channel)

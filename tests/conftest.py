@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.object_stores",
     "tests.fixtures.engine",
+    "tests.fixtures.otlp",
 ]
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 __all__ = ["Marker", "ScriptPlan"]
 
-_PIPEFAIL = "(set -o pipefail) 2>/dev/null && set -o pipefail"
+_PIPEFAIL_IF_ANY = "(set -o pipefail) 2>/dev/null && set -o pipefail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,14 @@ class ScriptPlan:
     def build(cls, commands: tuple[str, ...] | list[str]) -> ScriptPlan:
         return cls(tuple(commands), f"::formicary-{secrets.token_hex(8)}::")
 
-    def render(self) -> str:
-        """The POSIX sh script running the commands with step markers, stopping at the first failure."""
-        lines = [_PIPEFAIL, "set -e"]
+    def render(self, *, pipefail: bool | None = None) -> str:
+        """The POSIX sh script running the commands with step markers, stopping at the first failure.
+
+        `pipefail`: True when the shell is known to have `set -o pipefail` (bash), False when it is
+        known not to; None (a shell in a container) tests for it at run time, in a subshell.
+        """
+        lines = [_PIPEFAIL_IF_ANY] if pipefail is None else ["set -o pipefail"] if pipefail else []
+        lines.append("set -e")
         for number, command in enumerate(self.commands, start=1):
             lines.append(f"printf '%s step %s\\n' {shlex.quote(self.token)} {number}")
             lines.append(f"eval {shlex.quote(command)}")

@@ -8,13 +8,13 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
+from ant.executors.child import STDERR, STDOUT, ChildProcess
 from ant.executors.context import ExecutionContext, LogStream
 from ant.executors.environment import host_base_environment, task_environment
 from ant.executors.lines import LineSplitter
@@ -56,13 +56,18 @@ class ShellExecutor:
         base_environment: Mapping[str, str] | None = None,
     ) -> None:
         self._shell = shell or default_shell()
+        # bash has pipefail: say so, rather than let every script probe for it in a subshell (a fork)
+        self._pipefail = True if Path(self._shell).name == "bash" else None
         self._kill_grace = kill_grace
         self._after_timeout = after_script_timeout
         self._drain_timeout = pipe_drain_timeout
         self._base_env = host_base_environment(base_environment)
 
     async def run(self, spec: TaskSpec, ctx: ExecutionContext) -> ExecutionResult:
-        work_dir = await asyncio.to_thread(_working_dir, spec, ctx.work_dir)
+        if spec.working_dir:
+            work_dir = await asyncio.to_thread(_working_dir, spec, ctx.work_dir)
+        else:  # the attempt's own directory, which exists: nothing to wait for
+            work_dir = ctx.work_dir
         env, warnings = task_environment(spec, self._base_env, str(work_dir))
         collector = OutputCollector(ctx.sink)
         for warning in warnings:
@@ -99,20 +104,9 @@ class ShellExecutor:
         timeout: float | None,  # noqa: ASYNC109 - enforced by killing the process group
         cancel: asyncio.Event | None,
     ) -> PhaseOutcome:
-        loop = asyncio.get_running_loop()
-        protocol = _ShellProtocol()
         try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                self._shell,
-                "-c",
-                plan.render(),
-                cwd=work_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
+            child = ChildProcess.start(
+                [self._shell, "-c", plan.render(pipefail=self._pipefail)], cwd=work_dir, env=env
             )
         except OSError as exc:
             return PhaseOutcome(
@@ -120,43 +114,43 @@ class ShellExecutor:
                 error_code=ErrorCode.EXECUTOR,
                 error_message=f"cannot start {self._shell}: {exc.strerror or exc}",
             )
-        pgid = transport.get_pid()  # a new session: the shell leads its own process group
-        log = logger.bind(pid=pgid)
-        reader = asyncio.create_task(protocol.deliver(transport, collector))
+        pgid = child.pid  # a new session: the shell leads its own process group
+        reader = asyncio.create_task(_deliver(child, collector))
         try:
-            _, stopped = await run_until_stopped(
-                protocol.exited.wait(),
+            returncode, stopped = await run_until_stopped(
+                child.wait(),
                 cancel=cancel,
                 timeout=timeout,
-                stop=lambda: self._terminate(protocol, pgid),
+                stop=lambda: self._terminate(child, pgid),
             )
-            returncode = transport.get_returncode()
             if stopped is not None:
-                log.info("shell_script_stopped", reason=str(stopped), returncode=returncode)
+                logger.info("shell_script_stopped", pid=pgid, reason=str(stopped), returncode=returncode)
             # The shell is gone; whatever it left running in its group still holds the pipes open.
             await self._end_group(pgid)
-            _, unfinished = await asyncio.wait({reader}, timeout=self._drain_timeout)
-            if unfinished:
-                await collector.system(
-                    "warning: output cut off: a process that left the task's process group "
-                    "keeps its pipes open"
-                )
+            if not reader.done():
+                _, unfinished = await asyncio.wait({reader}, timeout=self._drain_timeout)
+                if unfinished:
+                    await collector.system(
+                        "warning: output cut off: a process that left the task's process group "
+                        "keeps its pipes open"
+                    )
             return PhaseOutcome(returncode=returncode, stopped=stopped)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            if transport.get_returncode() is None:  # we are being cancelled ourselves: leave nothing behind
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            if child.returncode is None:  # we are being cancelled ourselves: leave nothing behind
                 _signal_group(pgid, signal.SIGKILL)
-                await protocol.exited.wait()
-            transport.close()
+                await child.wait()
+            child.close()
 
-    async def _terminate(self, protocol: _ShellProtocol, pgid: int) -> None:
+    async def _terminate(self, child: ChildProcess, pgid: int) -> None:
         """SIGTERM to the group, SIGKILL to whatever is left after the grace period."""
         _signal_group(pgid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._kill_grace):
-                await protocol.exited.wait()
+                await child.wait()
         _signal_group(pgid, signal.SIGKILL)
 
     async def _end_group(self, pgid: int) -> None:
@@ -172,63 +166,20 @@ class ShellExecutor:
         _signal_group(pgid, signal.SIGKILL)
 
 
-class _ShellProtocol(asyncio.SubprocessProtocol):
-    """Tells when the shell exits (`exited`), apart from when its pipes close: asyncio's
-    `Process.wait()` waits for both, and a background process the task left behind keeps the pipes
-    open. Output chunks are queued for `deliver`; reading pauses while too many wait."""
-
-    _PAUSE_AT = 256
-    _RESUME_AT = 16
-
-    def __init__(self) -> None:
-        self.exited = asyncio.Event()
-        self._chunks: asyncio.Queue[tuple[int, bytes | None]] = asyncio.Queue()
-        self._paused = False
-        self._transport: asyncio.SubprocessTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self._transport = transport
-
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        self._chunks.put_nowait((fd, data if isinstance(data, bytes) else data.encode()))
-        if not self._paused and self._chunks.qsize() >= self._PAUSE_AT:
-            self._set_reading(pause=True)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        self._chunks.put_nowait((fd, None))
-
-    def process_exited(self) -> None:
-        self.exited.set()
-
-    def _set_reading(self, *, pause: bool) -> None:
-        if self._transport is None:
-            return
-        self._paused = pause
-        for fd in (1, 2):
-            pipe = self._transport.get_pipe_transport(fd)
-            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
-                if pause:
-                    pipe.pause_reading()
-                else:
-                    pipe.resume_reading()
-
-    async def deliver(self, transport: asyncio.SubprocessTransport, collector: OutputCollector) -> None:
-        """Hand the output to the collector, line by line, until both pipes are closed."""
-        splitters = {1: LineSplitter(), 2: LineSplitter()}
-        streams = {1: LogStream.STDOUT, 2: LogStream.STDERR}
-        open_fds = {1, 2}
-        while open_fds:
-            fd, data = await self._chunks.get()
-            if self._paused and self._chunks.qsize() <= self._RESUME_AT:
-                self._set_reading(pause=False)
-            if data is None:
-                open_fds.discard(fd)
-                lines = splitters[fd].flush()
-            else:
-                lines = splitters[fd].feed(data)
-            for line in lines:
-                await collector.line(streams[fd], line)
+async def _deliver(child: ChildProcess, collector: OutputCollector) -> None:
+    """Hand the child's output to the collector, line by line, until both pipes are closed."""
+    splitters = {STDOUT: LineSplitter(), STDERR: LineSplitter()}
+    streams = {STDOUT: LogStream.STDOUT, STDERR: LogStream.STDERR}
+    open_fds = {STDOUT, STDERR}
+    while open_fds:
+        fd, data = await child.next_chunk()
+        if data is None:
+            open_fds.discard(fd)
+            lines = splitters[fd].flush()
+        else:
+            lines = splitters[fd].feed(data)
+        for line in lines:
+            await collector.line(streams[fd], line)
 
 
 def _signal_group(pgid: int, signum: int) -> bool:
@@ -243,11 +194,9 @@ def _signal_group(pgid: int, signum: int) -> bool:
 
 
 def _working_dir(spec: TaskSpec, attempt_dir: Path) -> Path:
-    """The attempt's directory, or `spec.working_dir` (relative to it unless absolute), created."""
-    work_dir = attempt_dir
-    if spec.working_dir:
-        work_dir = Path(spec.working_dir)
-        if not work_dir.is_absolute():
-            work_dir = attempt_dir / work_dir
+    """`spec.working_dir` (relative to the attempt's directory unless absolute), created."""
+    work_dir = Path(spec.working_dir)
+    if not work_dir.is_absolute():
+        work_dir = attempt_dir / work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     return work_dir

@@ -101,22 +101,19 @@ def _time(stamp: Timestamp, present: bool) -> datetime | None:
     return stamp.ToDatetime(tzinfo=UTC) if present else None
 
 
-_STATUS = {
-    "TASK_STATE_COMPLETED": TaskState.COMPLETED,
-    "TASK_STATE_FAILED": TaskState.FAILED,
-    "TASK_STATE_CANCELLED": TaskState.CANCELLED,
-    "TASK_STATE_SKIPPED": TaskState.SKIPPED,
+_STATUS: dict[int, TaskState] = {
+    state_pb2.TASK_STATE_COMPLETED: TaskState.COMPLETED,
+    state_pb2.TASK_STATE_FAILED: TaskState.FAILED,
+    state_pb2.TASK_STATE_CANCELLED: TaskState.CANCELLED,
+    state_pb2.TASK_STATE_SKIPPED: TaskState.SKIPPED,
 }
 
 
 def task_report(response: task_pb2.TaskResponse, *, ant_id: str, ant_host: str) -> TaskReport:
     """The supervisor's view of an Ant's TaskResponse; an unknown status counts as FAILED."""
-    status_name = (
-        state_pb2.TaskState.Name(response.status) if response.status in state_pb2.TaskState.values() else ""
-    )
-    state = _STATUS.get(status_name, TaskState.FAILED)
+    state = _STATUS.get(response.status, TaskState.FAILED)
     error_code = response.error_code
-    if status_name not in _STATUS and not error_code:
+    if response.status not in _STATUS and not error_code:
         error_code = "ERR_BAD_RESULT"
     timings = response.timings
     return TaskReport(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,10 +24,12 @@ from google.protobuf.duration_pb2 import Duration
 from formicary.v1 import ant_service_pb2, log_line_pb2
 from queen.ants._convert import task_report
 from queen.ants.session import AntSession, Dispatch, DispatchEvent, EventKind, StreamEnd, StreamHandle
+from queen.ants.waiting import WaitingAttempts
 from queen.domain.job_definition import TaskMethod
 from queen.domain.states import TaskState
 from queen.domain.work import TaskReport, TaskWork
 from queen.supervisor.dispatch import DispatchOutcome, DispatchProgress
+from queen.telemetry.metrics import METRICS
 
 __all__ = ["ERR_ANT_LOST", "AntRegistry", "AntSnapshot", "LogSink", "RegistrationError"]
 
@@ -110,7 +111,7 @@ class AntRegistry:
         self._on_capacity = on_capacity
         self._queen_methods = queen_methods
         self._sessions: dict[str, AntSession] = {}
-        self._pending: deque[Dispatch] = deque()
+        self._pending = WaitingAttempts()
         self._reattach: dict[str, _Reattach] = {}
         self._monitor: asyncio.Task[None] | None = None
 
@@ -185,7 +186,7 @@ class AntRegistry:
         return await self._follow(dispatch, progress)
 
     async def cancel(self, task_execution_id: str, reason: str) -> None:
-        for dispatch in list(self._pending):
+        for dispatch in self._pending:
             if dispatch.work.task_execution_id == task_execution_id:
                 self._pending.remove(dispatch)
                 dispatch.finish(DispatchOutcome(TaskReport(TaskState.CANCELLED, error_message=reason)))
@@ -237,8 +238,7 @@ class AntRegistry:
 
     def _abandon(self, dispatch: Dispatch) -> None:
         """The supervisor stopped waiting (Queen stopping, job cancelled): forget the attempt."""
-        if dispatch in self._pending:
-            self._pending.remove(dispatch)
+        self._pending.remove(dispatch)
         self._reattach.pop(dispatch.work.task_execution_id, None)
         session = dispatch.session
         if session is not None and session.by_task.get(dispatch.work.task_execution_id) is dispatch:
@@ -251,25 +251,36 @@ class AntRegistry:
         return reason or f"waiting for a free slot on an Ant that runs {work.method} tasks"
 
     def _pump(self) -> None:
-        """Give waiting attempts to the least loaded fitting Ants, within their windows (FIFO)."""
+        """Give waiting attempts to the least loaded fitting Ants, within their windows (FIFO).
+
+        It runs on every heartbeat, result and refusal, with possibly many attempts waiting: it ends as
+        soon as no Ant has room left, and skips a group of attempts that route alike at once when no Ant
+        with room serves its oldest (see `WaitingAttempts`).
+        """
         if not self._pending:
             return
-        still_waiting: deque[Dispatch] = deque()
-        while self._pending:
-            dispatch = self._pending.popleft()
-            if dispatch.finished:
-                continue
-            session = self._pick(dispatch.work)
-            if session is None:
-                still_waiting.append(dispatch)
-            else:
-                session.dispatch(dispatch)
-        self._pending = still_waiting
+        open_sessions = [session for session in self._sessions.values() if session.window > 0]
 
-    def _pick(self, work: TaskWork) -> AntSession | None:
+        def place(dispatch: Dispatch) -> bool:
+            session = self._pick(dispatch.work, open_sessions)
+            if session is None:
+                return False
+            session.dispatch(dispatch)
+            if session.window <= 0:
+                open_sessions.remove(session)
+            return True
+
+        self._pending.offer(place, lambda: bool(open_sessions))
+
+    def _pick(self, work: TaskWork, sessions: Iterable[AntSession]) -> AntSession | None:
         best: AntSession | None = None
-        for session in self._sessions.values():
-            if session.window <= 0 or not session.serves(work.method, work.tags):
+        method, tags = work.method, work.tags  # `tags` makes a frozenset at each call
+        for session in sessions:
+            if (
+                session.window <= 0
+                or not session.serves(method, tags)
+                or not session.admits(work.organization_id)
+            ):
                 continue
             if best is None or (session.load, session.running) < (best.load, best.running):
                 best = session
@@ -278,12 +289,22 @@ class AntRegistry:
     # -- the stream (called by the AntService servicer) --------------------------------------------
 
     def connect(
-        self, register: ant_service_pb2.ConnectRequest.Register, methods: frozenset[TaskMethod]
+        self,
+        register: ant_service_pb2.ConnectRequest.Register,
+        methods: frozenset[TaskMethod],
+        *,
+        organization_id: str | None = None,
     ) -> tuple[AntSession, StreamHandle, ant_service_pb2.ConnectResponse]:
-        """Open or resume the session of a registering Ant (§1, §2); returns its first response frame."""
+        """Open or resume the session of a registering Ant (§1, §2); returns its first response frame.
+        `organization_id` binds the Ant to one organisation's tasks (None: any)."""
         self._validate(register, methods)
-        stream = StreamHandle()
         previous = self._sessions.get(register.ant_id)
+        if previous is not None and previous.organization_id != organization_id:
+            # an Ant of another organisation (or an unbound one) must not take over this session's tasks
+            raise RegistrationError(
+                "PERMISSION_DENIED", f"ant_id {register.ant_id!r} is in use by another organisation's Ant"
+            )
+        stream = StreamHandle()
         resume = register.resume if register.HasField("resume") else None
         resumed_tasks: list[ant_service_pb2.ConnectResponse.Registered.ResumedTask] = []
         reported = set(resume.running_task_execution_ids) if resume is not None else set()
@@ -320,11 +341,13 @@ class AntRegistry:
                 labels=dict(register.labels),
                 next_sequence=next_sequence,
             )
+            session.organization_id = organization_id
             session.stream = stream
             self._sessions[session.ant_id] = session
             resumed_tasks = self._adopt_reattached(session, reported)
             resumed = resume is not None and bool(resumed_tasks)
         session.last_seen = time.monotonic()
+        METRICS.ant_connected(resumed=resume is not None)  # a resume is a reconnect of the stream
         registered = ant_service_pb2.ConnectResponse(
             registered=ant_service_pb2.ConnectResponse.Registered(
                 session_id=session.session_id,
@@ -406,7 +429,7 @@ class AntRegistry:
         elif kind == "task_rejected":
             refused = session.rejected(frame.task_rejected.sequence, frame.task_rejected.reason)
             if refused is not None:
-                self._pending.appendleft(refused)
+                self._pending.put_back(refused)
             self._pump()
         elif kind == "task_result":
             response = frame.task_result.response
@@ -447,7 +470,7 @@ class AntRegistry:
             else:
                 # never answered: nothing ran; route it elsewhere without counting a retry
                 dispatch.session = None
-                self._pending.appendleft(dispatch)
+                self._pending.put_back(dispatch)
         self._pump()
         self._on_capacity()  # what the connected Ants can run changed: waiting requests get new reasons
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -68,14 +69,57 @@ class StreamEnd(enum.Enum):
 Outgoing = ant_service_pb2.ConnectResponse | StreamEnd
 
 
-@dataclass(slots=True, eq=False)
 class StreamHandle:
-    """The outgoing side of one Connect call; the servicer's writer drains `outbox`."""
+    """The outgoing side of one Connect call: frames queued by the session, for the servicer's writer
+    (`take`, and `wait` when there is none), in order, except that ResultAcks wait behind the other frames.
 
-    outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
+    Why acks go last: the supervisor acknowledges a result and then dispatches the next task, and gRPC
+    writes one frame at a time, each after the previous write completed (a few hundred microseconds
+    here): the DispatchTask would wait for the ack's write. Nothing depends on the order of an ack and
+    another frame (ant_service.proto §5: acks arrive in any order); the Ant only frees a slot sooner.
+    """
+
+    __slots__ = ("_acks", "_frames", "_waiter")
+
+    def __init__(self) -> None:
+        self._frames: deque[Outgoing] = deque()
+        self._acks: deque[ant_service_pb2.ConnectResponse] = deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def send(self, frame: Outgoing) -> None:
-        self.outbox.put_nowait(frame)
+        self._frames.append(frame)
+        self.wake()
+
+    def send_ack(self, frame: ant_service_pb2.ConnectResponse) -> None:
+        """Queue a ResultAck, behind every other frame queued before it is taken."""
+        self._acks.append(frame)
+        self.wake()
+
+    @property
+    def only_acks(self) -> bool:
+        """Only ResultAcks are queued."""
+        return not self._frames and bool(self._acks)
+
+    def take(self) -> Outgoing | None:
+        """The next frame to write; None if none is queued."""
+        if self._frames:
+            return self._frames.popleft()
+        return self._acks.popleft() if self._acks else None
+
+    async def wait(self) -> None:
+        """Return once a frame is queued (at once if one is) or `wake()` is called."""
+        if self._frames or self._acks:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        """End a `wait()` in progress."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class AntSession:
@@ -113,6 +157,8 @@ class AntSession:
         self.stream: StreamHandle | None = None
         self.by_task: dict[str, Dispatch] = {}
         self.by_sequence: dict[int, Dispatch] = {}
+        # The organisation the Ant's credential binds it to; None: any (a Queen without authentication).
+        self.organization_id: str | None = None
 
     # -- capacity (§3) ---------------------------------------------------------------------------
 
@@ -133,6 +179,10 @@ class AntSession:
 
     def serves(self, method: TaskMethod, tags: Iterable[str]) -> bool:
         return method in self.methods and self.tags.issuperset(tags)
+
+    def admits(self, organization_id: str) -> bool:
+        """Whether a task of this organisation may go to this Ant (its secrets and artifacts with it)."""
+        return self.organization_id is None or self.organization_id == organization_id
 
     # -- dispatch (§4) ---------------------------------------------------------------------------
 
@@ -197,7 +247,7 @@ class AntSession:
 
     def _send_ack(self, sequence: int) -> None:
         if self.stream is not None:
-            self.stream.send(
+            self.stream.send_ack(
                 ant_service_pb2.ConnectResponse(
                     result_ack=ant_service_pb2.ConnectResponse.ResultAck(sequence=sequence)
                 )

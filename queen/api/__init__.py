@@ -27,12 +27,10 @@ def register_public_servicers(server: grpc.aio.Server, services: Services) -> No
         JobDefinitionServicer(services), server
     )
     job_request_service_pb2_grpc.add_JobRequestServiceServicer_to_server(JobRequestServicer(services), server)
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(services.admin, services.local_identity), server
-    )
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(services.admin), server)
     approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(
-        ApprovalServicer(services.approvals, services.local_identity), server
+        ApprovalServicer(services.approvals), server
     )
     artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(
-        ArtifactServicer(services.artifacts, services.local_identity), server
+        ArtifactServicer(services.artifacts), server
     )

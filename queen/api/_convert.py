@@ -37,10 +37,11 @@ from formicary.v1 import (
 )
 from queen.ants.registry import AntSnapshot
 from queen.domain import job_definition as jd
-from queen.domain.errors import InvalidArgument
+from queen.domain.errors import InvalidArgument, Unauthenticated
 from queen.domain.identity import Identity
 from queen.domain.problems import Problem, ProblemCode, Severity
 from queen.domain.states import JobState, TaskState
+from queen.security.principal import current_principal
 from queen.services.admin import Health, Stats
 from queen.store import (
     DefinitionRecord,
@@ -85,15 +86,18 @@ MAX_PAGE_SIZE = 500
 # -- who is calling ----------------------------------------------------------------------------------
 
 
-def identity_of(context: grpc.aio.ServicerContext[Any, Any], local: Identity) -> Identity:
-    """The identity a call acts as: the one place to change when authentication arrives.
+def identity_of(context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
+    """The identity the call acts as: the one `queen.api.auth_interceptor.AuthInterceptor` verified
+    for it (the local identity when the Queen runs without authentication).
 
-    Authentication is a later issue; until then every call acts as the Queen's local identity (embedded
-    mode, `Identity.authenticated` False). The authenticating version will read the identity an
-    interceptor verified from the call's metadata and refuse the call when there is none.
+    A call that reached a servicer without passing the interceptor has no identity and is refused
+    (Unauthenticated): a servicer mounted on a server without the interceptor fails closed.
     """
     del context
-    return local
+    principal = current_principal.get()
+    if principal is None:
+        raise Unauthenticated("the call was not authenticated")
+    return principal.identity
 
 
 # -- enums, by name ------------------------------------------------------------------------------------

@@ -24,12 +24,11 @@ _Context = grpc.aio.ServicerContext[Any, Any]
 class AdminServicer(pb_grpc.AdminServiceServicer):
     """Thin: convert, call `AdminService` as the caller, convert back."""
 
-    def __init__(self, admin: AdminService, local_identity: Identity) -> None:
+    def __init__(self, admin: AdminService) -> None:
         self._admin = admin
-        self._local_identity = local_identity
 
     def _identity(self, context: _Context) -> Identity:
-        return convert.identity_of(context, self._local_identity)
+        return convert.identity_of(context)
 
     @unary_rpc
     async def ListAnts(self, request: pb.ListAntsRequest, context: _Context) -> pb.ListAntsResponse:

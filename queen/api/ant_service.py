@@ -11,6 +11,11 @@ from formicary.v1 import ant_service_pb2, ant_service_pb2_grpc
 from queen.ants._convert import method_from_proto
 from queen.ants.registry import AntRegistry, RegistrationError
 from queen.ants.session import AntSession, StreamEnd, StreamHandle
+from queen.domain.errors import FormicaryError, PermissionDenied, Unauthenticated
+from queen.domain.job_definition import TaskMethod
+from queen.security.authenticator import Authenticator
+from queen.security.permissions import Permission
+from queen.security.principal import CredentialKind, Principal, current_principal
 
 __all__ = ["AntServiceServicer"]
 
@@ -25,8 +30,9 @@ _END_CODES = {
 class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
     """One Connect call per Ant; frames are handed to the registry as they arrive."""
 
-    def __init__(self, registry: AntRegistry) -> None:
+    def __init__(self, registry: AntRegistry, authenticator: Authenticator) -> None:
         self._registry = registry
+        self._auth = authenticator
         self._nonces = itertools.count(1)
 
     # The read/write form of a bidi handler (context.read()/write()) returns None, unlike the stub's
@@ -47,7 +53,16 @@ class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
         register = first.register
         methods = frozenset(m for m in (method_from_proto(v) for v in register.methods) if m is not None)
         try:
-            session, stream, _ = self._registry.connect(register, methods)
+            principal = await self._admit(register, methods)
+        except FormicaryError as exc:
+            code = "UNAUTHENTICATED" if isinstance(exc, Unauthenticated) else "PERMISSION_DENIED"
+            await context.abort(grpc.StatusCode[code], str(exc))
+            return
+        # Bound to the credential's organisation; only the local identity (no authentication) serves all.
+        local = principal.kind is CredentialKind.LOCAL
+        bound = None if local else principal.identity.organization_id
+        try:
+            session, stream, _ = self._registry.connect(register, methods, organization_id=bound)
         except RegistrationError as exc:
             await context.abort(grpc.StatusCode[exc.code], str(exc))
             return
@@ -63,6 +78,33 @@ class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         if end is not None and end is not StreamEnd.DRAINED:
             await context.abort(_END_CODES[end], f"stream ended: {end.name.lower()}")
+
+    async def _admit(
+        self, register: ant_service_pb2.ConnectRequest.Register, methods: frozenset[TaskMethod]
+    ) -> Principal:
+        """The Ant's principal (from the call's metadata, else Register.credential), refused when its
+        credential does not allow the methods and tags it registers (ant_service.proto, AUTHENTICATION).
+
+        An Ant token bounds methods and tags; a person's credential with the ant permission (an admin)
+        does not. Either binds the Ant to the credential's organisation (see Connect).
+        """
+        principal = current_principal.get()
+        if principal is None:
+            if not register.credential:
+                raise Unauthenticated(
+                    "an Ant needs a credential: authorization metadata or Register.credential"
+                )
+            principal = await self._auth.authenticate_token(register.credential)
+            self._auth.authorize(principal, Permission.ANT, "Connect")
+        if principal.ant_methods is not None:
+            extra = sorted(m.value for m in methods if m.value not in principal.ant_methods)
+            if extra:
+                raise PermissionDenied(f"the Ant's token does not allow the methods {', '.join(extra)}")
+        if principal.ant_tags is not None:
+            extra_tags = sorted(set(register.tags) - principal.ant_tags)
+            if extra_tags:
+                raise PermissionDenied(f"the Ant's token does not allow the tags {', '.join(extra_tags)}")
+        return principal
 
     async def _read(
         self,
@@ -86,19 +128,21 @@ class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
     ) -> StreamEnd | None:
         """Send queued frames (pinging when idle) until the session ends the stream or the Ant closes it."""
         ping_every = self._registry.ping_interval.total_seconds()
+        reader.add_done_callback(lambda _: stream.wake())
         while True:
-            get = asyncio.ensure_future(stream.outbox.get())
-            done, _ = await asyncio.wait(
-                {get, reader}, timeout=ping_every, return_when=asyncio.FIRST_COMPLETED
-            )
-            if get not in done:
-                get.cancel()
-                if reader in done:
+            if stream.only_acks:
+                await asyncio.sleep(0)  # a dispatch queued in this turn of the loop goes first
+            frame = stream.take()
+            if frame is None:
+                if reader.done():
                     return None  # the Ant half-closed its side (§9) or the call broke
-                ping = ant_service_pb2.ConnectResponse.Ping(nonce=next(self._nonces))
-                await context.write(ant_service_pb2.ConnectResponse(ping=ping))
+                try:
+                    async with asyncio.timeout(ping_every):
+                        await stream.wait()
+                except TimeoutError:
+                    ping = ant_service_pb2.ConnectResponse.Ping(nonce=next(self._nonces))
+                    await context.write(ant_service_pb2.ConnectResponse(ping=ping))
                 continue
-            frame = get.result()
             if isinstance(frame, StreamEnd):
                 return frame
             await context.write(frame)

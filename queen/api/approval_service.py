@@ -205,12 +205,11 @@ def approval_to_proto(view: GateView) -> approval_pb2.Approval:
 class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
     """Thin: convert, call `ApprovalService` as the caller, convert back."""
 
-    def __init__(self, approvals: ApprovalService, local_identity: Identity) -> None:
+    def __init__(self, approvals: ApprovalService) -> None:
         self._approvals = approvals
-        self._local_identity = local_identity
 
     def _identity(self, context: _Context) -> Identity:
-        return convert.identity_of(context, self._local_identity)
+        return convert.identity_of(context)
 
     @unary_rpc
     async def GetApproval(self, request: pb.GetApprovalRequest, context: _Context) -> pb.GetApprovalResponse:

@@ -111,12 +111,11 @@ async def _chunks(messages: AsyncIterator[pb.UploadArtifactRequest]) -> AsyncIte
 class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     """Thin: convert, call `ArtifactService` as the caller, convert back."""
 
-    def __init__(self, artifacts: ArtifactService, local_identity: Identity) -> None:
+    def __init__(self, artifacts: ArtifactService) -> None:
         self._artifacts = artifacts
-        self._local_identity = local_identity
 
     def _identity(self, context: _Context) -> Identity:
-        return convert.identity_of(context, self._local_identity)
+        return convert.identity_of(context)
 
     @unary_rpc
     async def UploadArtifact(

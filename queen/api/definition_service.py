@@ -42,7 +42,7 @@ class JobDefinitionServicer(pb_grpc.JobDefinitionServiceServicer):
         self._definitions = services.definitions
 
     def _identity(self, context: _Context) -> Identity:
-        return convert.identity_of(context, self._services.local_identity)
+        return convert.identity_of(context)
 
     @unary_rpc
     async def UploadJobDefinition(

@@ -31,6 +31,7 @@ from typing import Any, Never, TypeVar
 import grpc
 import structlog
 from google.protobuf import any_pb2
+from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 
 from queen.api._convert import validation_problem
@@ -43,6 +44,8 @@ from queen.domain.errors import (
     InvalidTransition,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
 )
 from queen.store import DuplicateUserKey
 
@@ -89,6 +92,8 @@ ERROR_TABLE: Mapping[type[FormicaryError], ErrorStatus] = {
     InvalidArgument: ErrorStatus(grpc.StatusCode.INVALID_ARGUMENT, 400, "INVALID_ARGUMENT"),
     InvalidDefinition: ErrorStatus(grpc.StatusCode.INVALID_ARGUMENT, 400, "INVALID_DEFINITION"),
     PermissionDenied: ErrorStatus(grpc.StatusCode.PERMISSION_DENIED, 403, "PERMISSION_DENIED"),
+    Unauthenticated: ErrorStatus(grpc.StatusCode.UNAUTHENTICATED, 401, "UNAUTHENTICATED"),
+    ResourceExhausted: ErrorStatus(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "RESOURCE_EXHAUSTED"),
     FailedPrecondition: ErrorStatus(grpc.StatusCode.FAILED_PRECONDITION, 409, "FAILED_PRECONDITION"),
     InvalidTransition: ErrorStatus(grpc.StatusCode.FAILED_PRECONDITION, 409, "INVALID_TRANSITION"),
 }
@@ -146,6 +151,11 @@ def rich_status(exc: FormicaryError, row: ErrorStatus | None = None) -> status_p
             type="STATE", subject=exc.entity, description=str(exc)
         )
         details.append(error_details_pb2.PreconditionFailure(violations=[violation_]))
+    if isinstance(exc, ResourceExhausted) and exc.retry_after > 0:
+        metadata["retry_after_seconds"] = f"{exc.retry_after:.3f}"
+        delay = Duration()
+        delay.FromNanoseconds(int(exc.retry_after * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     return _status(row, _clip(str(exc), _MAX_MESSAGE_BYTES), metadata, details)
 
 

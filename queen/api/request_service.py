@@ -75,7 +75,7 @@ class JobRequestServicer(pb_grpc.JobRequestServiceServicer):
         self._requests = services.requests
 
     def _identity(self, context: _Context) -> Identity:
-        return convert.identity_of(context, self._services.local_identity)
+        return convert.identity_of(context)
 
     @unary_rpc
     async def SubmitJobRequest(

@@ -45,6 +45,7 @@ from queen.store import Database, definitions, executions, requests
 from queen.store import approvals as store
 from queen.store._clock import utc_now
 from queen.store.records import ApprovalGateRecord
+from queen.telemetry.metrics import METRICS
 
 __all__ = ["GateTimers"]
 
@@ -242,6 +243,7 @@ class GateTimers:
         )
         if updated is None:
             return None  # another Queen fired it, or a decision came first
+        METRICS.sla_breached(gate.job_type, step.action.value)
         detail = {"sla_step": index + 1, "sla_action": step.action.value, "after": step.after}
         if outcome is not None:
             launch = await gates.finish_gate(session, updated, now=now, detail=detail)

@@ -17,6 +17,8 @@ __all__ = [
     "InvalidTransition",
     "NotFound",
     "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
 ]
 
 
@@ -56,6 +58,18 @@ class AlreadyExists(FormicaryError):
 
 class PermissionDenied(FormicaryError):
     """The caller is authenticated but not allowed to do this."""
+
+
+class Unauthenticated(FormicaryError):
+    """The call carries no credential, or one that is invalid, expired or revoked."""
+
+
+class ResourceExhausted(FormicaryError):
+    """A limit was reached (a rate limit, a size); `retry_after` is in seconds when waiting helps."""
+
+    def __init__(self, message: str, *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FailedPrecondition(FormicaryError):

@@ -17,6 +17,7 @@ not the documented JSON) are `HttpProblem`s with the same body shape; anything u
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,7 +31,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from queen.api.errors import INTERNAL_ERROR, error_status, rich_status
-from queen.domain.errors import FormicaryError, InvalidArgument, InvalidDefinition
+from queen.domain.errors import (
+    FormicaryError,
+    InvalidArgument,
+    InvalidDefinition,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from queen.http._convert import problem_detail
 
 __all__ = ["ErrorBoundary", "HttpProblem", "error_body", "install_error_handlers", "internal_error_body"]
@@ -139,7 +146,12 @@ async def _formicary_error(request: Request, exc: Exception) -> JSONResponse:
     if error_status(exc) is INTERNAL_ERROR:
         return JSONResponse(internal_error_body(_incident(exc, request)), status_code=500)
     status, body = error_body(exc)
-    return JSONResponse(body, status_code=status)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ResourceExhausted) and exc.retry_after > 0:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="formicary"'
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:

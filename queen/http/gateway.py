@@ -19,6 +19,7 @@ import uvicorn
 
 from queen.http.application import build_app
 from queen.http.body_limits import body_limits_for
+from queen.http.routes.session import SessionCookies
 from queen.services.service_set import Services
 from queen.settings import QueenSettings
 
@@ -40,12 +41,14 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class HttpGateway:
-    """The REST API (and, later, the dashboard) of one Queen."""
+    """The REST API and the dashboard of one Queen."""
 
-    def __init__(self, services: Services, settings: QueenSettings) -> None:
+    def __init__(
+        self, services: Services, settings: QueenSettings, *, sessions: SessionCookies | None = None
+    ) -> None:
         self._host = settings.http_host
         self._requested_port = settings.http_port
-        self.app = build_app(services, limits=body_limits_for(settings.max_params_bytes))
+        self.app = build_app(services, limits=body_limits_for(settings.max_params_bytes), sessions=sessions)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._port = 0
@@ -97,6 +100,8 @@ class HttpGateway:
         self._task = self._server = None
         if task is None or server is None:
             return
+        # Open event streams (dashboards following a job) would hold the shutdown for its grace period.
+        self.app.state.event_streams.close()
         server.should_exit = True
         try:
             async with asyncio.timeout(_GRACE_SECONDS + 2):

@@ -1,18 +1,22 @@
-"""Prometheus metrics of the Queen, read from the service layer at each scrape.
+"""Prometheus metrics of the Queen: gauges read from the service layer at each scrape, then the event
+metrics observed as things happen (`queen.telemetry.metrics`).
 
-The figures are gauges of the current state (what `AdminService.stats` counts): job requests by state,
-the queue, tasks, Ants and their capacity, open approval gates. Counters and histograms of events
-(dispatch latency, approval wait time) come with the telemetry issue.
+The gauges are the current state (what `AdminService.stats` counts): job requests by state, the queue,
+tasks, Ants and their capacity, each connected Ant's slots and load, open approval gates. The events
+are counters and histograms: schedule (queue) wait, dispatch latency, task duration by job and task
+type, jobs finished, Ant stream (re)connects, approval wait time, SLA breaches. Job counters are the
+caller's organisation's; Ant figures and event metrics are installation-wide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from queen.ants.registry import AntSnapshot
 from queen.domain.states import JobState
 from queen.services.admin import Stats
 
@@ -22,8 +26,9 @@ __all__ = ["render_metrics"]
 class _StatsCollector(Collector):
     """One snapshot of `Stats` as metric families."""
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, ants: Sequence[AntSnapshot]) -> None:
         self._stats = stats
+        self._ants = ants
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats
@@ -42,10 +47,28 @@ class _StatsCollector(Collector):
         )
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(name, documentation, value=value)
+        capacity = GaugeMetricFamily(
+            "formicary_ant_max_capacity", "Task slots of each connected Ant.", labels=["ant_id"]
+        )
+        running = GaugeMetricFamily(
+            "formicary_ant_running_tasks", "Tasks each connected Ant holds.", labels=["ant_id"]
+        )
+        load = GaugeMetricFamily(
+            "formicary_ant_load", "Load each connected Ant reports in its heartbeats.", labels=["ant_id"]
+        )
+        for ant in self._ants:
+            if ant.connected:
+                capacity.add_metric([ant.ant_id], ant.max_capacity)
+                running.add_metric([ant.ant_id], ant.running)
+                load.add_metric([ant.ant_id], ant.load)
+        yield from (capacity, running, load)
 
 
-def render_metrics(stats: Stats) -> bytes:
-    """The Prometheus text exposition of `stats`."""
+def render_metrics(
+    stats: Stats, ants: Sequence[AntSnapshot] = (), events: CollectorRegistry | None = None
+) -> bytes:
+    """The Prometheus text exposition of `stats` and `ants`, then of the `events` registry."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StatsCollector(stats))
-    return generate_latest(registry)
+    registry.register(_StatsCollector(stats, ants))
+    text = generate_latest(registry)
+    return text + generate_latest(events) if events is not None else text

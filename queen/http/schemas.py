@@ -34,10 +34,12 @@ __all__ = [
     "JobDefinitionOut",
     "JobExecutionOut",
     "JobRequestOut",
+    "LogLineOut",
     "Page",
     "SubmitJobRequestIn",
     "TaskDefinitionOut",
     "TaskExecutionOut",
+    "TaskLogLinesOut",
     "UploadDefinitionJsonIn",
     "UploadedDefinitionOut",
     "ValidationProblemOut",
@@ -354,6 +356,24 @@ class SubmitJobRequestIn(BaseModel):
     user_key: str = ""
     job_group: str = Field(default="", max_length=256)
     description: str = Field(default="", max_length=4096)
+
+
+class LogLineOut(_Out):
+    """One console line of a task attempt; `stream` is stdout, stderr or system (the Ant's own notes)."""
+
+    sequence: int
+    time: datetime
+    stream: str
+    text: str
+
+
+class TaskLogLinesOut(_Out):
+    """New console lines of one attempt of one task (a `logs` event of a request's stream)."""
+
+    task_type: str
+    task_execution_id: str
+    task_retry: int
+    lines: list[LogLineOut]
 
 
 # -- approvals ---------------------------------------------------------------------------------------

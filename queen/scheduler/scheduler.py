@@ -211,7 +211,7 @@ class Scheduler:
         try:
             verdict = render(job.skip_if, variables).strip().lower()
         except InvalidArgument:
-            log.warning("skip_if_unrenderable", job_request_id=request.id, skip_if=job.skip_if)
+            log.warning("skip_if_render_failed", job_request_id=request.id, skip_if=job.skip_if)
             return False
         return verdict not in ("", "false", "0", "no")
 

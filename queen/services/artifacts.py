@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -146,6 +147,8 @@ class ArtifactService:
         self._store = store
         self._max_bytes = max_bytes
         self._default_retention = default_retention
+        # Set by the Queen: masks the running attempt's secrets in the names of the files it uploads.
+        self.mask_name: Callable[[str, str], str] | None = None
 
     @property
     def max_bytes(self) -> int:
@@ -161,6 +164,8 @@ class ArtifactService:
         (ContentMismatch); NotFound for a job request or task execution the caller cannot see;
         PermissionDenied for TASK, CACHE and LOG artifacts from anyone but an Ant (or an admin).
         """
+        if self.mask_name is not None and upload.task_execution_id:
+            upload = dataclasses.replace(upload, name=self.mask_name(upload.task_execution_id, upload.name))
         self._check_upload(identity, upload)
         async with self._db.transaction() as session:
             owner = await self._resolve_owner(session, identity.organization_id, upload)

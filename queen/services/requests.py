@@ -326,3 +326,54 @@ class RequestService:
                 return
             if not batch:
                 await change.wait()
+
+    async def trigger(self, identity: Identity, request_id: int) -> JobRequestRecord:
+        """Formicary's trigger: a PENDING request waiting for its `scheduled_at` is due now.
+
+        Its `scheduled_at` becomes now and the scheduler is woken; the scheduler's other rules (priority,
+        the job type's max_concurrency, Ant capacity) still apply, so "now" means "as soon as a normal
+        submission would run". A PENDING request that is already due is left as it is (the scheduler is
+        woken all the same). Any other state is InvalidTransition.
+        """
+        async with self._db.transaction() as session:
+            request = await requests.get_request(
+                session, request_id, organization_id=identity.organization_id
+            )
+            if request.job_state is not JobState.PENDING:
+                raise InvalidTransition(f"job request {request_id}", request.job_state.value, "triggered")
+            now = utc_now()
+            if request.scheduled_at is not None and request.scheduled_at > now:
+                request = await requests.update_request(
+                    session,
+                    request_id,
+                    JobState.PENDING,
+                    message=f"triggered by {identity.user_id} (was scheduled at {request.scheduled_at})",
+                    scheduled_at=now,
+                    now=now,
+                )
+        self._notifier.changed(request_id)
+        self._wake_scheduler()
+        return request
+
+    async def watch_list(
+        self,
+        identity: Identity,
+        *,
+        job_type: str | None,
+        states: Collection[JobState] | None,
+        limit: int,
+        offset: int,
+    ) -> AsyncIterator[tuple[list[JobRequestRecord], int]]:
+        """`list_requests` now, then again after each committed change of any request (woken by the
+        notifier, never by a timer), for a listing that follows the requests as they move.
+
+        A page is read only when the consumer asks for the next one, so the consumer sets the pace: one
+        that waits a moment between pages gets one read for a burst of changes. Changes of requests not
+        on the page (or of another organization) yield the same page again; the consumer compares.
+        """
+        while True:
+            change = self._notifier.next_change_of_any()
+            yield await self.list_requests(
+                identity, job_type=job_type, states=states, limit=limit, offset=offset
+            )
+            await change.wait()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from queen.ants.registry import AntRegistry
 from queen.domain.identity import Identity
+from queen.security.authenticator import Authenticator
 from queen.services.admin import AdminService
 from queen.services.approvals import ApprovalService
 from queen.services.artifacts import ArtifactService
@@ -28,3 +29,4 @@ class Services:
     artifacts: ArtifactService
     logs: LogHub
     local_identity: Identity
+    authenticator: Authenticator

@@ -33,15 +33,18 @@ from queen.store.records import ArtifactKind
 
 __all__ = [
     "NAMING_CONVENTION",
+    "ApiTokenRow",
     "ApprovalGateRow",
     "ApprovalLedgerRow",
     "ApprovalVoteRow",
     "ArtifactRow",
     "Base",
+    "ConfigRow",
     "EventRow",
     "JobDefinitionRow",
     "JobExecutionRow",
     "JobRequestRow",
+    "SecurityAuditRow",
     "TaskExecutionRow",
 ]
 
@@ -346,4 +349,65 @@ class ApprovalLedgerRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# -- security (migration 0002) -----------------------------------------------------------------------
+
+
+class ApiTokenRow(Base):
+    """An API token the Queen issued: only the SHA-256 of the token is kept, never the token."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_organization_id", "organization_id"),)
+
+    id: Mapped[str] = mapped_column(_UUID, primary_key=True)  # the JWT's `jti`
+    organization_id: Mapped[str] = mapped_column(String)
+    user_id: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String(16))  # "user" or "ant"
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    methods: Mapped[list[str]] = mapped_column(JSON)  # Ant tokens: the methods the Ant may serve
+    tags: Mapped[list[str]] = mapped_column(JSON)  # Ant tokens: the tags the Ant may offer
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str] = mapped_column(String, default="")
+
+
+class ConfigRow(Base):
+    """A config of an organisation, a job type or a user; a secret one holds AES-GCM ciphertext."""
+
+    __tablename__ = "configs"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "scope", "owner", "name", name="uq_configs_org_scope_owner_name"),
+    )
+
+    id: Mapped[str] = mapped_column(_UUID, primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String)
+    scope: Mapped[str] = mapped_column(String(16))  # "organization", "job" or "user"
+    owner: Mapped[str] = mapped_column(String, default="")  # "", the job type or the user id
+    name: Mapped[str] = mapped_column(String)
+    secret: Mapped[bool] = mapped_column(Boolean)
+    # Plain text, or for a secret base64(nonce + ciphertext + tag) under the key `key_id`.
+    value: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(64), default="")
+    created_by: Mapped[str] = mapped_column(String, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SecurityAuditRow(Base):
+    """A security-relevant action (token issued or revoked, secret set, revealed, deleted). Append-only."""
+
+    __tablename__ = "security_audit"
+    __table_args__ = (Index("ix_security_audit_organization_id", "organization_id"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(String)
+    actor: Mapped[str] = mapped_column(String)
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,18 +11,23 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ClauseElement, ColumnElement
 
 from queen.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from queen.domain.states import JobState, check_job_transition
 from queen.store._clock import utc_now
-from queen.store._guarded import guarded_update, rowcount
+from queen.store._fast import FastStatement, returning_columns, run
+from queen.store._guarded import guarded_update
 from queen.store._json import freeze_mapping, to_json_value
 from queen.store.events import EventKind, append_event
 from queen.store.models import JobRequestRow
 from queen.store.records import DefinitionRecord, JobRequestRecord
+from sdk.telemetry import new_span_id, new_trace_id
 
 __all__ = [
     "ACTIVE_STATES",
@@ -105,45 +110,44 @@ async def create_request(
         existing = await _id_by_user_key(session, organization_id, user_key)
         if existing is not None:
             raise DuplicateUserKey(user_key, existing)
-    row = JobRequestRow(
-        parent_id=parent_id,
-        user_key=user_key,
-        job_definition_id=definition.id,
-        job_type=definition.job_type,
-        job_version=definition.version,
-        job_state=JobState.PENDING,
-        job_priority=job_priority,
-        job_group=job_group,
-        organization_id=organization_id,
-        user_id=user_id,
-        params=stored_params,
-        scheduled_at=scheduled_at,
-        cron_triggered=cron_triggered,
-        retried=0,
-        schedule_attempts=0,
-        wait_reason="",
-        error_code="",
-        error_message="",
-        job_execution_id=None,
-        trace_id=trace_id,
-        root_span_id=root_span_id,
-        paused_until=None,
-        restart_mode="",
-        created_at=now,
-        updated_at=now,
-        started_at=None,
-        ended_at=None,
-    )
-    try:
-        # A savepoint: if a concurrent submission wins the user_key, the caller's transaction survives.
-        async with session.begin_nested():
-            session.add(row)
-    except IntegrityError as exc:
-        if user_key is not None:
-            existing = await _id_by_user_key(session, organization_id, user_key)
-            if existing is not None:
-                raise DuplicateUserKey(user_key, existing) from exc
-        raise
+    values: dict[str, Any] = {
+        "parent_id": parent_id,
+        "user_key": user_key,
+        "job_definition_id": definition.id,
+        "job_type": definition.job_type,
+        "job_version": definition.version,
+        "job_state": JobState.PENDING,
+        "job_priority": job_priority,
+        "job_group": job_group,
+        "organization_id": organization_id,
+        "user_id": user_id,
+        "params": stored_params,
+        "scheduled_at": scheduled_at,
+        "cron_triggered": cron_triggered,
+        "retried": 0,
+        "schedule_attempts": 0,
+        "wait_reason": "",
+        "error_code": "",
+        "error_message": "",
+        "job_execution_id": None,
+        # the request's trace is drawn here, once: every Queen that ever runs it continues this one
+        "trace_id": trace_id or new_trace_id(),
+        "root_span_id": root_span_id or new_span_id(),
+        "paused_until": None,
+        "restart_mode": "",
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "ended_at": None,
+    }
+    # One statement: a concurrent submission that won the user_key makes it insert nothing (no savepoint).
+    inserted = await run(session, _INSERT_REQUEST, values)
+    if not inserted:
+        existing = await _id_by_user_key(session, organization_id, user_key) if user_key else None
+        if existing is not None:
+            raise DuplicateUserKey(user_key or "", existing)
+        raise AlreadyExists("the job request conflicts with an existing one")
+    row = SimpleNamespace(id=int(inserted[0]["id"]), **values)
     await append_event(
         session,
         job_request_id=row.id,
@@ -169,10 +173,10 @@ async def get_request(
     session: AsyncSession, request_id: int, *, organization_id: str | None = None
 ) -> JobRequestRecord:
     """The request; NotFound if it does not exist or (when given) belongs to another organization."""
-    row = await session.get(JobRequestRow, request_id, populate_existing=True)
-    if row is None or (organization_id is not None and row.organization_id != organization_id):
+    rows = await run(session, _GET_REQUEST, {"w_id": request_id})
+    if not rows or (organization_id is not None and rows[0]["organization_id"] != organization_id):
         raise NotFound(f"job request {request_id} does not exist")
-    return _record(row)
+    return _record(SimpleNamespace(**rows[0]))
 
 
 async def get_request_by_user_key(
@@ -258,6 +262,133 @@ async def transition_request(
     return _record(row)
 
 
+def _set_wait_reason(_dialect: Dialect) -> ClauseElement:
+    table: Table = JobRequestRow.__table__  # type: ignore[assignment]
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("w_id"),
+            table.c.wait_reason != bindparam("wait_reason"),
+            # a pass that read the request before it ended must not write a stale reason after it
+            or_(
+                *(
+                    table.c.job_state == bindparam(f"s_{index}", state, type_=table.c.job_state.type)
+                    for index, state in enumerate(sorted(_NON_TERMINAL_STATES))
+                )
+            ),
+        )
+        .values(wait_reason=bindparam("wait_reason"), updated_at=bindparam("updated_at"))
+        .returning(table.c.id)
+    )
+
+
+_REQUESTS: Table = JobRequestRow.__table__  # type: ignore[assignment]
+_GET_REQUEST = FastStatement(
+    lambda _dialect: select(*_REQUESTS.c).where(_REQUESTS.c.id == bindparam("w_id")),
+    returning_columns(_REQUESTS),
+)
+
+
+def _in_states(column: Any, states: Collection[JobState], name: str) -> ColumnElement[bool]:
+    """`column IN (states)` with the states bound by the statement itself (a fast statement has no
+    expanding parameters)."""
+    return or_(
+        *(
+            column == bindparam(f"{name}_{index}", state, type_=column.type)
+            for index, state in enumerate(sorted(states))
+        )
+    )
+
+
+# the scheduler's reads, once per pass (see _fast)
+_PENDING = FastStatement(
+    lambda _dialect: (
+        select(*_REQUESTS.c)
+        .where(
+            _in_states(_REQUESTS.c.job_state, (JobState.PENDING,), "pending"),
+            or_(_REQUESTS.c.scheduled_at.is_(None), _REQUESTS.c.scheduled_at <= bindparam("now")),
+        )
+        .order_by(_REQUESTS.c.job_priority.desc(), _REQUESTS.c.created_at, _REQUESTS.c.id)
+        .limit(bindparam("limit"))
+    ),
+    returning_columns(_REQUESTS),
+)
+_ACTIVE_COUNT = func.count().label("count")
+_ACTIVE_COUNTS = FastStatement(
+    lambda _dialect: (
+        select(_REQUESTS.c.organization_id, _REQUESTS.c.job_type, _ACTIVE_COUNT)
+        .where(_in_states(_REQUESTS.c.job_state, ACTIVE_STATES, "active"))
+        .group_by(_REQUESTS.c.organization_id, _REQUESTS.c.job_type)
+    ),
+    (_REQUESTS.c.organization_id, _REQUESTS.c.job_type, _ACTIVE_COUNT),
+)
+_NEXT_AT = func.min(_REQUESTS.c.scheduled_at).label("next_at")
+_NEXT_SCHEDULED = FastStatement(
+    lambda _dialect: select(_NEXT_AT).where(
+        _in_states(_REQUESTS.c.job_state, (JobState.PENDING,), "pending"),
+        _REQUESTS.c.scheduled_at > bindparam("now"),
+    ),
+    (_NEXT_AT,),
+)
+_DUE_PAUSED = FastStatement(
+    lambda _dialect: (
+        select(*_REQUESTS.c)
+        .where(
+            _in_states(_REQUESTS.c.job_state, (JobState.PAUSED,), "paused"),
+            _REQUESTS.c.paused_until.is_not(None),
+            _REQUESTS.c.paused_until <= bindparam("now"),
+        )
+        .order_by(_REQUESTS.c.paused_until, _REQUESTS.c.id)
+    ),
+    returning_columns(_REQUESTS),
+)
+_REQUEST_INSERTED = (
+    "parent_id",
+    "user_key",
+    "job_definition_id",
+    "job_type",
+    "job_version",
+    "job_state",
+    "job_priority",
+    "job_group",
+    "organization_id",
+    "user_id",
+    "params",
+    "scheduled_at",
+    "cron_triggered",
+    "retried",
+    "schedule_attempts",
+    "wait_reason",
+    "error_code",
+    "error_message",
+    "job_execution_id",
+    "trace_id",
+    "root_span_id",
+    "paused_until",
+    "restart_mode",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "ended_at",
+)
+
+
+def _insert_request(dialect: Dialect) -> ClauseElement:
+    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+    return (
+        insert(_REQUESTS)
+        .values({key: bindparam(key) for key in _REQUEST_INSERTED})
+        .on_conflict_do_nothing()
+        .returning(_REQUESTS.c.id)
+    )
+
+
+# the submission's insert (see _fast)
+_INSERT_REQUEST = FastStatement(_insert_request, (_REQUESTS.c["id"],))
+# a dispatch-path statement (see _fast): a task waiting for an Ant says why, and stops saying it
+_SET_WAIT_REASON = FastStatement(_set_wait_reason, (JobRequestRow.__table__.c["id"],))
+
+
 async def set_wait_reason(
     session: AsyncSession, request_id: int, reason: str, *, now: datetime | None = None
 ) -> bool:
@@ -267,18 +398,10 @@ async def set_wait_reason(
     on every pass. Returns whether it changed; NotFound if the request does not exist.
     """
     now = now or utc_now()
-    result = await session.execute(
-        update(JobRequestRow)
-        .where(
-            JobRequestRow.id == request_id,
-            JobRequestRow.wait_reason != reason,
-            # a pass that read the request before it ended must not write a stale reason after it
-            JobRequestRow.job_state.in_(sorted(_NON_TERMINAL_STATES)),
-        )
-        .values(wait_reason=reason, updated_at=now)
-        .execution_options(synchronize_session=False)
+    changed = await run(
+        session, _SET_WAIT_REASON, {"w_id": request_id, "wait_reason": reason, "updated_at": now}
     )
-    if rowcount(result) == 0:
+    if not changed:
         exists = await session.scalar(select(JobRequestRow.id).where(JobRequestRow.id == request_id))
         if exists is None:
             raise NotFound(f"job request {request_id} does not exist")
@@ -292,17 +415,8 @@ async def set_wait_reason(
 async def pending_requests(session: AsyncSession, now: datetime, limit: int = 100) -> list[JobRequestRecord]:
     """PENDING requests that are due (no schedule time, or at/before `now`): highest priority first,
     then oldest, then lowest id."""
-    stmt = (
-        select(JobRequestRow)
-        .where(
-            JobRequestRow.job_state == JobState.PENDING,
-            or_(JobRequestRow.scheduled_at.is_(None), JobRequestRow.scheduled_at <= now),
-        )
-        .order_by(JobRequestRow.job_priority.desc(), JobRequestRow.created_at, JobRequestRow.id)
-        .limit(limit)
-        .execution_options(populate_existing=True)
-    )
-    return [_record(row) for row in (await session.scalars(stmt)).all()]
+    rows = await run(session, _PENDING, {"now": now, "limit": limit})
+    return [_record(SimpleNamespace(**row)) for row in rows]
 
 
 async def count_active_by_type(session: AsyncSession, organization_id: str | None = None) -> dict[str, int]:
@@ -320,36 +434,20 @@ async def count_active_by_type(session: AsyncSession, organization_id: str | Non
 
 async def active_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
     """Requests holding a concurrency slot, per (organization_id, job_type); pairs with none are absent."""
-    stmt = (
-        select(JobRequestRow.organization_id, JobRequestRow.job_type, func.count())
-        .where(JobRequestRow.job_state.in_(sorted(ACTIVE_STATES)))
-        .group_by(JobRequestRow.organization_id, JobRequestRow.job_type)
-    )
-    return {(org, job_type): int(count) for org, job_type, count in (await session.execute(stmt)).all()}
+    rows = await run(session, _ACTIVE_COUNTS, {})
+    return {(row["organization_id"], row["job_type"]): int(row["count"]) for row in rows}
 
 
 async def next_scheduled_at(session: AsyncSession, now: datetime) -> datetime | None:
     """The earliest future `scheduled_at` among PENDING requests (when the scheduler must look again)."""
-    return await session.scalar(
-        select(func.min(JobRequestRow.scheduled_at)).where(
-            JobRequestRow.job_state == JobState.PENDING, JobRequestRow.scheduled_at > now
-        )
-    )
+    rows = await run(session, _NEXT_SCHEDULED, {"now": now})
+    return rows[0]["next_at"] if rows else None
 
 
 async def due_paused_requests(session: AsyncSession, now: datetime) -> list[JobRequestRecord]:
     """PAUSED requests whose `paused_until` has passed (a PAUSE_JOB with `pause_time`), oldest first."""
-    stmt = (
-        select(JobRequestRow)
-        .where(
-            JobRequestRow.job_state == JobState.PAUSED,
-            JobRequestRow.paused_until.is_not(None),
-            JobRequestRow.paused_until <= now,
-        )
-        .order_by(JobRequestRow.paused_until, JobRequestRow.id)
-        .execution_options(populate_existing=True)
-    )
-    return [_record(row) for row in (await session.scalars(stmt)).all()]
+    rows = await run(session, _DUE_PAUSED, {"now": now})
+    return [_record(SimpleNamespace(**row)) for row in rows]
 
 
 async def update_request(

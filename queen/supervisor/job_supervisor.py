@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,8 @@ from queen.store._clock import utc_now
 from queen.store.records import ArtifactKind
 from queen.supervisor.cursor import Cursor, Ending
 from queen.supervisor.dispatch import DispatchOutcome, TaskDispatcher
+from queen.telemetry.observer import JobObserver
+from queen.telemetry.spans import task_span_id
 
 __all__ = [
     "ERR_JOB_TIMEOUT",
@@ -79,6 +81,8 @@ class SupervisorDeps:
     timeout_grace: timedelta = timedelta(seconds=30)
     # Told once an attempt's result is committed (the log archive stores its console log).
     attempt_finished: Callable[[FinishedAttempt], None] = lambda _attempt: None
+    # Spans, metrics and log context of the job's life (queen.telemetry).
+    observer: JobObserver = field(default_factory=JobObserver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,8 @@ class _Progress:
     async def accepted(self, ant_id: str) -> None:
         if self.task.task_state is TaskState.EXECUTING:
             return
+        observer = self._supervisor.deps.observer
+        span_id = observer.attempt_accepted(self._supervisor._require_request(), self.task, ant_id)
         async with self._supervisor.deps.db.transaction() as session:
             self.task = await executions.transition_task(
                 session,
@@ -134,10 +140,12 @@ class _Progress:
                 self.task.task_state,
                 TaskState.EXECUTING,
                 ant_id=ant_id,
+                span_id=span_id,
                 started_at=self.task.started_at or utc_now(),
                 job_request_id=self._supervisor.request_id,
             )
-        await self._supervisor.set_wait_reason("")
+            # the wait for an Ant (if one was recorded) ends with the acceptance, in its transaction
+            await self._supervisor.set_wait_reason_in(session, "")
         self._supervisor.announce()
 
 
@@ -179,10 +187,16 @@ class JobSupervisor:
     async def set_wait_reason(self, reason: str) -> None:
         if reason == self._wait_reason:
             return
-        self._wait_reason = reason
         async with self.deps.db.transaction() as session:
-            await requests.set_wait_reason(session, self.request_id, reason)
+            await self.set_wait_reason_in(session, reason)
         self.announce()
+
+    async def set_wait_reason_in(self, session: AsyncSession, reason: str) -> None:
+        """Record why the job waits ("" when it no longer does) in the caller's transaction, if it changed."""
+        if reason == self._wait_reason:
+            return
+        self._wait_reason = reason
+        await requests.set_wait_reason(session, self.request_id, reason)
 
     # -- the walk --------------------------------------------------------------------------------
 
@@ -213,7 +227,8 @@ class JobSupervisor:
                 continue
             if attempt is None:
                 return  # waiting at a gate (MANUAL): the approval continues the job
-            await self._decide(job, task, attempt, owed=owed)
+            if await self._decide(job, task, attempt, owed=owed):
+                return  # the decision ended the job (in the same transaction)
 
     def _next_task(self, job: JobDefinition) -> TaskDefinition | None:
         if self._cursor.next_task is not None:
@@ -251,6 +266,7 @@ class JobSupervisor:
             request = await requests.get_request(session, self.request_id)
             definition_record = await definitions.get_definition(session, request.job_definition_id)
             job = definition_record.definition()
+            queued = request.job_state is JobState.READY
             if request.job_state in (JobState.READY, JobState.STARTED, JobState.PAUSED):
                 request, execution = await self._start(session, request, definition_record)
             elif request.job_state is JobState.EXECUTING and request.job_execution_id:
@@ -266,6 +282,9 @@ class JobSupervisor:
                 # created with the start: one transaction fewer before the first dispatch
                 await self._create_task_record(session, following)
         self._wait_reason = request.wait_reason
+        self.deps.observer.job_loaded(request)
+        if queued:
+            self.deps.observer.job_started(request)
         if job.timeout is not None and request.started_at is not None:
             remaining = (request.started_at + job.timeout - utc_now()).total_seconds()
             self._deadline = asyncio.get_running_loop().time() + max(remaining, 0.0)
@@ -495,6 +514,7 @@ class JobSupervisor:
                 TaskState.READY,
                 TaskState.MANUAL_APPROVAL_REQUIRED,
                 started_at=now,
+                span_id=task_span_id(self._require_request(), record),  # the gate's traceparent
                 job_request_id=self.request_id,
             )
             self._request = await requests.transition_request(
@@ -572,14 +592,16 @@ class JobSupervisor:
             job_retry=request.retried,
             task_retry=record.retried,
             dependent_artifact_ids=tuple(d for d in dependencies if d),
+            traceparent=self.deps.observer.attempt_prepared(request, record),
         )
 
     # -- decisions -------------------------------------------------------------------------------
 
     async def _decide(
         self, job: JobDefinition, task: TaskDefinition, attempt: _Attempt, *, owed: bool
-    ) -> None:
-        """Apply the flow rules to the finished attempt; result, decision and cursor commit together."""
+    ) -> bool:
+        """Apply the flow rules to the finished attempt; result, decision and cursor commit together, and
+        when nothing is left to run, the end of the job too. True when the job ended."""
         record, report = attempt.record, attempt.report
         request = self._require_request()
         execution_id = self._require_execution().id  # a RESTART_JOB replaces it below
@@ -610,6 +632,10 @@ class JobSupervisor:
                 record = await self._store_result(session, record, report, now)
             self._tasks[task.task_type] = record
             await self._apply(session, task, record, decision, now=now)
+            ending = None
+            if decision.step is Step.END_JOB and self._next_task(job) is None:
+                # nothing owed (no always_run task left): the job ends with its last result
+                ending = await self._finish_in(session, now)
         if attempt.dispatch is not None:
             await attempt.dispatch.ack()
             self.deps.attempt_finished(
@@ -623,9 +649,14 @@ class JobSupervisor:
                 )
             )
         self.announce()
+        await self.deps.observer.attempt_ended(self.deps.db, request, record, report)
+        if ending is not None:
+            self._finished(ending)
+            return True
         if decision.step is Step.RESTART_JOB and decision.delay > timedelta(0):
             # not durable: a Queen restart during this delay restarts the job at once
             await self._interruptible_sleep(decision.delay.total_seconds())
+        return False
 
     def _owed_decision(self, task: TaskDefinition, outcome: TaskOutcome) -> Decision:
         """An always_run task run because the job is ending: its routes are not followed."""
@@ -814,30 +845,39 @@ class JobSupervisor:
         self.announce()
 
     async def _finish(self) -> None:
-        ending = self._cursor.ending or Ending(JobState.COMPLETED)
         now = utc_now()
         async with self.deps.db.transaction() as session:
-            await executions.finish_job_execution(
-                session,
-                self._require_execution().id,
-                JobState.EXECUTING,
-                ending.state,
-                error_code=ending.error_code,
-                error_message=ending.error_message,
-                now=now,
-            )
-            self._request = await requests.transition_request(
-                session,
-                self.request_id,
-                JobState.EXECUTING,
-                ending.state,
-                error_code=ending.error_code,
-                error_message=ending.error_message,
-                ended_at=now,
-                wait_reason="",
-            )
+            ending = await self._finish_in(session, now)
+        self._finished(ending)
+
+    async def _finish_in(self, session: AsyncSession, now: datetime) -> Ending:
+        """End the execution and the request as the cursor says (in the caller's transaction)."""
+        ending = self._cursor.ending or Ending(JobState.COMPLETED)
+        await executions.finish_job_execution(
+            session,
+            self._require_execution().id,
+            JobState.EXECUTING,
+            ending.state,
+            error_code=ending.error_code,
+            error_message=ending.error_message,
+            now=now,
+        )
+        self._request = await requests.transition_request(
+            session,
+            self.request_id,
+            JobState.EXECUTING,
+            ending.state,
+            error_code=ending.error_code,
+            error_message=ending.error_message,
+            ended_at=now,
+            wait_reason="",
+        )
+        return ending
+
+    def _finished(self, ending: Ending) -> None:
         log.info("job_finished", job_request_id=self.request_id, job_state=ending.state.value)
         self.announce()
+        self.deps.observer.job_ended(self._require_request())
 
 
 def _outcome_of(record: TaskExecutionRecord, job_retried: int = 0) -> TaskOutcome:

@@ -23,7 +23,8 @@ from formicary.v1 import (
     job_request_service_pb2_grpc,
     state_pb2,
 )
-from tests.fixtures.processes import started_count, stop_leftovers
+from tests.fixtures.auth import authorized_channel
+from tests.fixtures.processes import admin_token, approver_token, started_count, stop_leftovers
 from tests.fixtures.waiting import assert_eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,8 @@ class Client:
     admin: admin_service_pb2_grpc.AdminServiceStub
     artifacts: artifact_service_pb2_grpc.ArtifactServiceStub
     approvals: approval_service_pb2_grpc.ApprovalServiceStub
+    # metadata of another person than the one who submits (to decide gates: separation of duties)
+    approver: tuple[tuple[str, str], ...] = ()
 
     async def upload(self, yaml: str) -> None:
         await self.definitions.UploadJobDefinition(
@@ -113,7 +116,7 @@ async def connect() -> AsyncIterator[Callable[[int], Client]]:
     channels: list[grpc.aio.Channel] = []
 
     def open_client(port: int) -> Client:
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        channel = authorized_channel(f"127.0.0.1:{port}", admin_token(port))
         channels.append(channel)
         return Client(
             channel,
@@ -122,6 +125,7 @@ async def connect() -> AsyncIterator[Callable[[int], Client]]:
             admin_service_pb2_grpc.AdminServiceStub(channel),
             artifact_service_pb2_grpc.ArtifactServiceStub(channel),
             approval_service_pb2_grpc.ApprovalServiceStub(channel),
+            (("authorization", f"Bearer {approver_token(port)}"),),
         )
 
     yield open_client

@@ -53,7 +53,8 @@ async def _decide(client: Client, request_id: int, task_type: str, decision: int
             comment=comment,
             idempotency_key=f"{request_id}-{task_type}",
             gate_version=gate.approval.version,
-        )
+        ),
+        metadata=client.approver,
     )
 
 

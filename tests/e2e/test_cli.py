@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import free_port
-from tests.fixtures.processes import ManagedProcess, start_ant, start_queen
+from tests.fixtures.processes import ManagedProcess, admin_token, mint_token, start_ant, start_queen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -91,7 +91,13 @@ class Cli:
     cwd: Path
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "FORMICARY_URL": self.address, "PYTHONUNBUFFERED": "1"}
+        port = int(self.address.rsplit(":", 1)[1])
+        return {
+            **os.environ,
+            "FORMICARY_URL": self.address,
+            "FORMICARY_TOKEN": admin_token(port),
+            "PYTHONUNBUFFERED": "1",
+        }
 
     async def spawn(self, *args: str) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
@@ -227,11 +233,16 @@ async def _wait_at_gate(cli: Cli, job_type: str, gate: str) -> tuple[asyncio.sub
 
 @pytest.mark.parametrize(("verb", "outcome"), [("approve", 0), ("reject", 1)])
 async def test_approve_and_reject_decide_the_gate_and_the_waiting_submit_exits_with_the_outcome(
-    cli: Cli, verb: str, outcome: int
+    cli: Cli, system: tuple[ManagedProcess, Path], verb: str, outcome: int
 ) -> None:
     waiting, request_id = await _wait_at_gate(cli, "cli-strict-gate", "go-ahead")
+    # another person decides (the submitter may not: separation of duties), with `--token`
+    url = f"sqlite+aiosqlite:///{system[1] / 'formicary.db'}"
+    approver = await mint_token(url, None, "operator", user="e2e-approver")
     try:
-        decided = await cli(verb, str(request_id), "go-ahead", "--comment", f"{verb} by the test")
+        decided = await cli(
+            "--token", approver, verb, str(request_id), "go-ahead", "--comment", f"{verb} by the test"
+        )
         if decided.exit_code == 1 and "not supported by this Queen" in decided.stderr:
             pytest.skip("this Queen does not serve ApprovalService yet")
         assert decided.exit_code == 0, decided
@@ -239,7 +250,7 @@ async def test_approve_and_reject_decide_the_gate_and_the_waiting_submit_exits_w
         assert decided.stdout.startswith(f"{past} gate 'go-ahead' of job request {request_id}: ")
         async with asyncio.timeout(_COMMAND_TIMEOUT):
             assert await waiting.wait() == outcome  # 0 COMPLETED (approved), 1 FAILED (rejected: FATAL)
-        again = await cli(verb, str(request_id), "go-ahead")
+        again = await cli("--token", approver, verb, str(request_id), "go-ahead")
         assert again.exit_code == 1, again  # the gate is closed
     finally:
         if waiting.returncode is None:

@@ -1,5 +1,6 @@
-"""Approvals, Formicary-compatible: vote on a MANUAL task's gate, read it, list what waits for people,
-over `ApprovalService` (the same calls, and so the same rules, as the gRPC ApprovalService).
+"""Approvals, Formicary-compatible: vote on a MANUAL task's gate, read it, list what waits for people
+(once, or followed as server-sent events), over `ApprovalService` (the same calls, and so the same rules,
+as the gRPC ApprovalService).
 
 The decider is the caller's identity (`queen.http.caller`), never a field of the body; the vote is
 recorded with the REST channel.
@@ -8,10 +9,12 @@ recorded with the REST channel.
 # No `from __future__ import annotations`: FastAPI reads these signatures at run time, and the
 # dependency aliases they use (`Caller`) are local to the router factories.
 
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 
 from queen.domain.approvals import Channel, Vote
 from queen.domain.errors import InvalidArgument
@@ -19,7 +22,8 @@ from queen.domain.identity import Identity
 from queen.http import _convert as convert
 from queen.http.paging import Paging, page_of
 from queen.http.schemas import ApprovalDecisionOut, ApprovalOut, ApprovalVoteIn, ErrorOut, Page
-from queen.services.approvals import ApprovalService, Ballot
+from queen.http.sse import EventStreams, ServerEvent
+from queen.services.approvals import ApprovalService, Ballot, GateView
 
 __all__ = ["approvals_router"]
 
@@ -65,7 +69,9 @@ def _inputs(values: Mapping[str, Any]) -> dict[str, str]:
     return {name: _input_text(name, value) for name, value in values.items()}
 
 
-def approvals_router(approvals: ApprovalService, caller: Callable[[Request], Identity]) -> APIRouter:
+def approvals_router(
+    approvals: ApprovalService, caller: Callable[[Request], Awaitable[Identity]], *, streams: EventStreams
+) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
     Caller = Annotated[Identity, Depends(caller)]
 
@@ -125,5 +131,46 @@ def approvals_router(approvals: ApprovalService, caller: Callable[[Request], Ide
             offset=paging.offset,
         )
         return page_of([convert.approval(view) for view in views], paging, has_more=more)
+
+    @router.get(
+        "/api/approvals/pending/stream",
+        summary="Follow the open approval gates (server-sent events)",
+        description="An `approval` event for each open gate now, then `snapshot_complete`, then an "
+        "`approval` event whenever a gate opens, changes (a vote, a new version, an SLA step) or closes "
+        "(sent once more as it closed: `state` is then no longer OPEN). Filters as "
+        "`GET /api/approvals/pending`. Woken by committed changes; lasts until the client leaves.",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "A server-sent event stream.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def stream_pending_approvals(
+        identity: Caller,
+        job_request_id: Annotated[
+            int | None, Query(ge=1, le=_MAX_REQUEST_ID, description="Only this job request's gates.")
+        ] = None,
+        only_decidable_by_me: Annotated[
+            bool, Query(description="Only the gates the caller may decide now.")
+        ] = False,
+    ) -> StreamingResponse:
+        async def gates() -> AsyncGenerator[ServerEvent, None]:
+            # ApprovalService.watch_pending is an async generator; closing it at once releases its wait.
+            views = cast(
+                AsyncGenerator[GateView | None, None],
+                approvals.watch_pending(
+                    identity, job_request_id=job_request_id, only_decidable_by_me=only_decidable_by_me
+                ),
+            )
+            async with contextlib.aclosing(views):
+                async for view in views:
+                    if view is None:
+                        yield ServerEvent("snapshot_complete")
+                    else:
+                        yield ServerEvent("approval", convert.approval(view))
+
+        return streams.response(gates())
 
     return router

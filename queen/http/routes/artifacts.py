@@ -4,7 +4,7 @@
 # dependency aliases they use (`Caller`) are local to the router factories.
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -49,7 +49,9 @@ def _attachment(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def artifacts_router(artifacts: ArtifactService, caller: Callable[[Request], Identity]) -> APIRouter:
+def artifacts_router(
+    artifacts: ArtifactService, caller: Callable[[Request], Awaitable[Identity]]
+) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
     Caller = Annotated[Identity, Depends(caller)]
 

@@ -10,7 +10,7 @@ up as an id first, then as a job type.
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -90,7 +90,9 @@ def _looks_like_id(ref: str) -> bool:
     return True
 
 
-def definitions_router(definitions: DefinitionService, caller: Callable[[Request], Identity]) -> APIRouter:
+def definitions_router(
+    definitions: DefinitionService, caller: Callable[[Request], Awaitable[Identity]]
+) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
     Caller = Annotated[Identity, Depends(caller)]
 

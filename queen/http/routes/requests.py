@@ -1,34 +1,41 @@
-"""`/api/jobs/requests`: submit, list (filters and paging), read, and the controls cancel, pause, resume,
-restart, over `RequestService` (the same calls, and so the same rules, as the gRPC JobRequestService).
-
-`POST /{id}/trigger` (Formicary: "trigger a scheduled job", i.e. run a PENDING request now instead of at
-its `scheduled_at`) answers 501 until the service layer has that operation: implementing it here would
-be a second copy of a request rule.
+"""`/api/jobs/requests`: submit, list (filters and paging), read, the controls cancel, pause, resume,
+restart and trigger, over `RequestService` (the same calls, and so the same rules, as the gRPC
+JobRequestService), and two server-sent event streams for pages that follow requests live:
+`GET /stream` (a listing, sent again whenever it changes) and `GET /{id}/stream` (one request as it
+changes, with its tasks' log lines as they arrive).
 """
 
 # No `from __future__ import annotations`: FastAPI reads these signatures at run time, and the
 # dependency aliases they use (`Caller`) are local to the router factories.
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 
 from queen.domain.errors import InvalidArgument
 from queen.domain.identity import Identity
 from queen.domain.states import JobState
 from queen.http import _convert as convert
-from queen.http.errors import HttpProblem
 from queen.http.paging import Paging, page_of
-from queen.http.schemas import ErrorOut, JobRequestOut, Page, SubmitJobRequestIn
+from queen.http.schemas import ErrorOut, JobRequestOut, LogLineOut, Page, SubmitJobRequestIn, TaskLogLinesOut
+from queen.http.sse import EventStreams, ServerEvent
+from queen.services.following import LogLines, RequestChanged, follow_request
 from queen.services.requests import RequestService, Submission
+from queen.store import JobRequestRecord
+from queen.task_logs import LogHub
 
 __all__ = ["requests_router"]
 
 _MAX_REQUEST_ID = 2**63 - 1  # ids are BIGINT
 _MAX_NAME = 256
 _MAX_REASON = 4096
+# A followed listing is read again at most this often, however many requests change meanwhile.
+_LIST_STREAM_PACE = 0.5
 
 RequestId = Annotated[int, Path(ge=1, le=_MAX_REQUEST_ID, description="A job request id.")]
 
@@ -81,7 +88,33 @@ def _states(values: list[str]) -> set[JobState] | None:
         raise InvalidArgument(f"job_state must be one of {known}", field="job_state") from None
 
 
-def requests_router(requests: RequestService, caller: Callable[[Request], Identity]) -> APIRouter:
+_STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A server-sent event stream (see the route's description).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def _log_lines(batch: LogLines) -> TaskLogLinesOut:
+    return TaskLogLinesOut(
+        task_type=batch.task_type,
+        task_execution_id=batch.task_execution_id,
+        task_retry=batch.task_retry,
+        lines=[
+            LogLineOut(sequence=line.sequence, time=line.time, stream=line.stream, text=line.text)
+            for line in batch.lines
+        ],
+    )
+
+
+def requests_router(
+    requests: RequestService,
+    caller: Callable[[Request], Awaitable[Identity]],
+    *,
+    logs: LogHub,
+    streams: EventStreams,
+) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
     Caller = Annotated[Identity, Depends(caller)]
 
@@ -133,6 +166,51 @@ def requests_router(requests: RequestService, caller: Callable[[Request], Identi
                 found.append(convert.job_request(record))
         return page_of(found, paging, total=total)
 
+    # Before `/{request_id}`: routes match in order, and "stream" is no request id.
+    @router.get(
+        "/stream",
+        summary="Follow a listing of job requests (server-sent events)",
+        description="The listing `GET /api/jobs/requests` would answer (same filters and paging), as a "
+        "`page` event now and again whenever it changes (a request on it moves, one enters or leaves "
+        "it). Woken by committed changes, at most one page every half second. Comment lines keep an "
+        "idle stream open; the stream lasts until the client leaves.",
+        response_class=StreamingResponse,
+        responses=_STREAM_RESPONSE,
+    )
+    async def stream_job_requests(
+        identity: Caller,
+        paging: Paging,
+        job_type: Annotated[str, Query(max_length=_MAX_NAME, description="Only this job type.")] = "",
+        job_state: Annotated[
+            list[str],
+            Query(description="Only these states (repeat the parameter, or separate with commas)."),
+        ] = [],  # noqa: B006 - FastAPI copies query defaults; a list is how it declares repeatable ones
+    ) -> StreamingResponse:
+        states = _states(job_state)
+
+        async def pages() -> AsyncGenerator[ServerEvent, None]:
+            # RequestService.watch_list is an async generator; closing it at once releases its wait.
+            found = cast(
+                AsyncGenerator[tuple[list[JobRequestRecord], int], None],
+                requests.watch_list(
+                    identity,
+                    job_type=job_type or None,
+                    states=states,
+                    limit=paging.page_size,
+                    offset=paging.offset,
+                ),
+            )
+            sent: Page[JobRequestOut] | None = None
+            async with contextlib.aclosing(found):
+                async for records, total in found:
+                    page = page_of([convert.job_request(r) for r in records], paging, total=total)
+                    if page != sent:
+                        sent = page
+                        yield ServerEvent("page", page)
+                    await asyncio.sleep(_LIST_STREAM_PACE)  # changes meanwhile are read as one
+
+        return streams.response(pages())
+
     @router.get("/{request_id}", summary="Get a job request with its current execution and tasks")
     async def get_job_request(request_id: RequestId, identity: Caller) -> JobRequestOut:
         return convert.job_request(await requests.get(identity, request_id))
@@ -176,16 +254,48 @@ def requests_router(requests: RequestService, caller: Callable[[Request], Identi
 
     @router.post(
         "/{request_id}/trigger",
-        summary="Run a scheduled job request now (not available yet: 501)",
-        description="Formicary's trigger starts a PENDING request whose `scheduled_at` is in the future "
-        "at once. The Queen's service layer has no such operation yet, so this answers 501 "
-        "UNIMPLEMENTED rather than implement a request rule twice.",
-        responses={501: {"model": ErrorOut, "description": "Not implemented yet."}},
+        summary="Run a scheduled job request now",
+        description="Formicary's trigger: a PENDING request waiting for its `scheduled_at` becomes due "
+        "now (its `scheduled_at` is set to now) and the scheduler looks at once; priority, the job "
+        "type's `max_concurrency` and Ant capacity still apply. A PENDING request already due is "
+        "answered unchanged. 409 INVALID_TRANSITION in any other state.",
     )
     async def trigger_job_request(request_id: RequestId, identity: Caller) -> JobRequestOut:
-        await requests.get(identity, request_id)  # 404 for a request that does not exist, as elsewhere
-        raise HttpProblem(
-            501, "triggering a scheduled job request is not supported yet; submit without scheduled_at"
-        )
+        return convert.job_request(await requests.trigger(identity, request_id))
+
+    @router.get(
+        "/{request_id}/stream",
+        summary="Follow a job request and its tasks' logs (server-sent events)",
+        description="A `request` event with the request, its execution and tasks (as `GET "
+        "/api/jobs/requests/{id}` answers it) now and whenever any of it changes; `logs` events with "
+        "its tasks' console lines (those kept so far, then new ones as the Ants send them; "
+        "`task_type` keeps one task's, `logs=false` none); an `end` event once the request is "
+        "terminal and everything was sent. Lines are identified by task execution, `task_retry` and "
+        "`sequence`, so a client that reconnects can drop the ones it has. 404 for an unknown request.",
+        response_class=StreamingResponse,
+        responses=_STREAM_RESPONSE,
+    )
+    async def stream_job_request(
+        request_id: RequestId,
+        identity: Caller,
+        task_type: Annotated[str, Query(max_length=_MAX_NAME, description="Only this task's lines.")] = "",
+        logs_wanted: Annotated[
+            bool, Query(alias="logs", description="Send the tasks' console lines.")
+        ] = True,
+    ) -> StreamingResponse:
+        await requests.get(identity, request_id)  # 404 now, rather than a problem event in a 200 stream
+
+        async def changes() -> AsyncGenerator[ServerEvent, None]:
+            followed = follow_request(
+                requests, logs, identity, request_id, task_type=task_type, with_logs=logs_wanted
+            )
+            async with contextlib.aclosing(followed):
+                async for item in followed:
+                    if isinstance(item, RequestChanged):
+                        yield ServerEvent("request", convert.job_request(item.details))
+                    else:
+                        yield ServerEvent("logs", _log_lines(item))
+
+        return streams.response(changes())
 
     return router

@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: FastAPI reads these signatures at run time, and the
 # dependency aliases they use (`Caller`) are local to the router factories.
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,6 +18,7 @@ from queen.http.metrics import render_metrics
 from queen.http.paging import Paging, page_of
 from queen.http.schemas import AntOut, ErrorOut, HealthOut, Page
 from queen.services.admin import AdminService
+from queen.telemetry.metrics import METRICS
 
 __all__ = ["system_router"]
 
@@ -33,7 +34,7 @@ def _method(value: str) -> TaskMethod | None:
         raise InvalidArgument(f"method {value[:40]!r} is not a task method", field="method") from None
 
 
-def system_router(admin: AdminService, caller: Callable[[Request], Identity]) -> APIRouter:
+def system_router(admin: AdminService, caller: Callable[[Request], Awaitable[Identity]]) -> APIRouter:
     router = APIRouter()
     Caller = Annotated[Identity, Depends(caller)]
 
@@ -77,6 +78,7 @@ def system_router(admin: AdminService, caller: Callable[[Request], Identity]) ->
     )
     async def metrics(identity: Caller) -> Response:
         stats = await admin.stats(identity)
-        return Response(render_metrics(stats), media_type=CONTENT_TYPE_LATEST)
+        body = render_metrics(stats, admin.list_ants(), METRICS.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

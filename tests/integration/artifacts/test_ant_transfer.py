@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import grpc
 import pytest
 import structlog
+from pydantic import SecretStr
 
 from ant.executors import ExecutorRegistry, Method
 from ant.executors.selection import ExecutorTuning, select_executors
@@ -33,6 +33,7 @@ from formicary.v1 import (
 )
 from queen.app import Queen
 from queen.settings import QueenSettings
+from tests.fixtures.auth import authorized_channel, mint
 from tests.fixtures.waiting import assert_eventually
 
 pytestmark = pytest.mark.integration
@@ -150,8 +151,14 @@ async def queen(tmp_path: Path) -> AsyncIterator[Queen]:
 
 
 @pytest.fixture
+async def ant_token(queen: Queen) -> str:
+    """The Ant's own credential: bound to the Queen's organisation and the methods the tests use."""
+    return await mint(queen, "ant", user="ant:artifacts", ant_methods=["SHELL", "KUBERNETES"])
+
+
+@pytest.fixture
 async def client(queen: Queen) -> AsyncIterator[Client]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{queen.grpc_port}") as channel:
+    async with authorized_channel(f"127.0.0.1:{queen.grpc_port}", await mint(queen)) as channel:
         yield Client(
             definitions=job_definition_service_pb2_grpc.JobDefinitionServiceStub(channel),
             requests=job_request_service_pb2_grpc.JobRequestServiceStub(channel),
@@ -159,8 +166,9 @@ async def client(queen: Queen) -> AsyncIterator[Client]:
         )
 
 
-def ant_settings(queen: Queen, tmp_path: Path, *methods: Method) -> AntSettings:
+def ant_settings(queen: Queen, tmp_path: Path, token: str, *methods: Method) -> AntSettings:
     return AntSettings(
+        credential=SecretStr(token),
         queen_address=f"127.0.0.1:{queen.grpc_port}",
         ant_id="ant-artifacts",
         methods=list(methods),
@@ -184,11 +192,11 @@ def no_engines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 async def test_a_tasks_artifact_reaches_the_task_that_depends_on_it(
-    queen: Queen, client: Client, tmp_path: Path
+    queen: Queen, client: Client, tmp_path: Path, ant_token: str
 ) -> None:
     expected = hashlib.sha256(REPORT).hexdigest()
     registry = ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})
-    async with AntClient(ant_settings(queen, tmp_path, Method.SHELL), registry):
+    async with AntClient(ant_settings(queen, tmp_path, ant_token, Method.SHELL), registry):
         request_id = await client.submit(HANDOFF_YAML, expected_sha256=expected)
         done = await client.wait_until(request_id, set())
 
@@ -215,10 +223,10 @@ async def test_a_tasks_artifact_reaches_the_task_that_depends_on_it(
 
 
 async def test_a_refused_upload_fails_the_task_and_leaves_no_artifact_listed(
-    queen: Queen, client: Client, tmp_path: Path
+    queen: Queen, client: Client, tmp_path: Path, ant_token: str
 ) -> None:
     registry = ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})
-    async with AntClient(ant_settings(queen, tmp_path, Method.SHELL), registry):
+    async with AntClient(ant_settings(queen, tmp_path, ant_token, Method.SHELL), registry):
         request_id = await client.submit(BROKEN_UPLOAD_YAML)
         done = await client.wait_until(request_id, set())
 
@@ -239,7 +247,7 @@ async def test_a_refused_upload_fails_the_task_and_leaves_no_artifact_listed(
 @pytest.mark.usefixtures("no_engines")
 @pytest.mark.timeout(90)  # the playbook's provisioning task sleeps 10 s
 async def test_the_dr_playbooks_state_file_waits_with_the_request_at_its_gate(
-    queen: Queen, client: Client, tmp_path: Path
+    queen: Queen, client: Client, tmp_path: Path, ant_token: str
 ) -> None:
     registry = await select_executors(
         [Method.SHELL, Method.KUBERNETES],
@@ -250,7 +258,9 @@ async def test_the_dr_playbooks_state_file_waits_with_the_request_at_its_gate(
         tuning=ExecutorTuning(api_timeout=2.0, kill_grace=0.2),
     )
     try:
-        async with AntClient(ant_settings(queen, tmp_path, Method.SHELL, Method.KUBERNETES), registry):
+        async with AntClient(
+            ant_settings(queen, tmp_path, ant_token, Method.SHELL, Method.KUBERNETES), registry
+        ):
             request_id = await client.submit((REPO / "examples" / "aws-region-failover.yaml").read_text())
             at_gate = await client.wait_until(
                 request_id, {state_pb2.JOB_STATE_MANUAL_APPROVAL_REQUIRED}, timeout=60

@@ -4,6 +4,7 @@ a real object store; the client side is the generated stub, as any client in any
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -20,7 +21,9 @@ from formicary.v1 import artifact_pb2
 from formicary.v1 import artifact_service_pb2 as pb
 from formicary.v1 import artifact_service_pb2_grpc as pb_grpc
 from queen.api.artifact_service import DOWNLOAD_CHUNK_SIZE, ArtifactServicer
+from queen.api.auth_interceptor import AuthInterceptor
 from queen.artifacts import ObjectStore, StoredObject
+from queen.security.authenticator import Authenticator, AuthSettings
 from queen.services.artifacts import ArtifactService
 from queen.store import Database
 from tests.fixtures.object_stores import ObjectStoreConfig
@@ -65,8 +68,11 @@ class Api:
 async def api(db: Database, object_store: ObjectStore) -> AsyncIterator[Api]:
     store = WatchedStore(object_store)
     # In embedded mode every call acts as the Queen's local identity; here that is an Ant's.
-    servicer = ArtifactServicer(ArtifactService(db, store, LIMIT), ANT)  # type: ignore[arg-type]
-    server = grpc.aio.server()
+    servicer = ArtifactServicer(ArtifactService(db, store, LIMIT))  # type: ignore[arg-type]
+    # (with the admin role: listing and deleting are not an Ant's to do; permissions are tested elsewhere)
+    caller = dataclasses.replace(ANT, roles=frozenset({"admin"}))
+    local = Authenticator(AuthSettings(required=False, local=caller), tokens=None)
+    server = grpc.aio.server(interceptors=[AuthInterceptor(local)])
     pb_grpc.add_ArtifactServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

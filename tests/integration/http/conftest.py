@@ -8,43 +8,20 @@ running Queen, as `queen.app.Queen` will.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from queen.app import Queen
 from queen.http import HttpGateway
 from queen.settings import QueenSettings
-from tests.fixtures.databases import DATABASE_KINDS, admin_conninfo
+from tests.fixtures.auth import bearer, mint
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOKS = REPO / "tests" / "fixtures" / "playbooks"
-
-
-@pytest.fixture(scope="module", params=DATABASE_KINDS)
-def module_database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Like `database_url`, but one database for all the tests of a module (each makes its own names)."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'formicary.db'}"
-        return
-    server_url: str = request.getfixturevalue("postgres_url")
-    name = f"t_{uuid.uuid4().hex}"
-    admin = admin_conninfo(server_url)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +52,15 @@ async def gateway(queen: Queen) -> AsyncIterator[HttpGateway]:
         await served.stop()
 
 
+@pytest.fixture(scope="module")
+async def admin_token(queen: Queen) -> str:
+    """An admin token of the Queen's organisation (the gateway requires authentication)."""
+    return await mint(queen)
+
+
 @pytest.fixture
-async def http(gateway: HttpGateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+async def http(gateway: HttpGateway, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers=bearer(admin_token)) as client:
         yield client
 
 

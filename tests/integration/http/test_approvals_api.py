@@ -5,13 +5,15 @@ decision; the errors come from the one table (400, 404, 409) and a repeated idem
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 
 from queen.app import Queen
+from queen.http import HttpGateway
+from tests.fixtures.auth import ADMIN_USER, authorized_channel, bearer, mint
 from tests.fixtures.waiting import assert_eventually
 from tests.integration.api.conftest import ScriptedAnt
 from tests.integration.http.conftest import unique
@@ -62,6 +64,17 @@ async def upload(http: httpx.AsyncClient, yaml: str) -> None:
     assert response.status_code in (200, 201), response.text
 
 
+REQUESTER = "requester"
+
+
+@pytest.fixture
+async def requester(gateway: HttpGateway, queen: Queen) -> AsyncIterator[httpx.AsyncClient]:
+    """A developer who submits the jobs (the approver, `http`, is another person: separation of duties)."""
+    token = await mint(queen, "developer", user=REQUESTER)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers=bearer(token)) as client:
+        yield client
+
+
 async def submit(http: httpx.AsyncClient, job_type: str) -> int:
     response = await http.post("/api/jobs/requests", json={"job_type": job_type})
     assert response.status_code == 201, response.text
@@ -108,15 +121,15 @@ def ran(request: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_an_approved_gate_is_shown_listed_and_the_job_follows_the_approved_route(
-    http: httpx.AsyncClient, queen: Queen
+    http: httpx.AsyncClient, requester: httpx.AsyncClient, queen: Queen, admin_token: str
 ) -> None:
     job_type = unique("approve")
     await upload(http, routed_playbook(job_type))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{queen.grpc_port}") as channel:
+    async with authorized_channel(f"127.0.0.1:{queen.grpc_port}", admin_token) as channel:
         ant = ScriptedAnt(channel, ant_id=unique("ant"))
         await ant.start()
         try:
-            request_id = await submit(http, job_type)
+            request_id = await submit(requester, job_type)
             assert (await ant.run_next(["built"])).task_type == "build"
 
             gate = await gate_of(http, request_id, "approve")
@@ -132,9 +145,9 @@ async def test_an_approved_gate_is_shown_listed_and_the_job_follows_the_approved
             assert gate["tally"] == {"approvals": 0, "rejections": 0, "required_approvals": 1}
             assert gate["votes"] == []
             assert gate["caller_can_decide"] is True
-            assert gate["requester"] == queen.services.local_identity.user_id
-            # the local identity requested the job and cannot be told apart from its approvers: said so
-            assert "without authentication" in gate["separation_of_duties_note"]
+            assert gate["requester"] == REQUESTER
+            # people are told apart by their credentials: separation of duties applies, no note
+            assert gate["separation_of_duties_note"] == ""
             for name in ("artifact_digests", "deadline_at", "next_sla_at", "created_at", "progress"):
                 assert name in gate
 
@@ -164,15 +177,12 @@ async def test_an_approved_gate_is_shown_listed_and_the_job_follows_the_approved
             decided = response.json()
             assert decided["duplicate"] is False
             assert decided["state"] == "APPROVED"
-            assert (decided["decided_by"], decided["decided_channel"]) == (
-                queen.services.local_identity.user_id,
-                "REST",
-            )
+            assert (decided["decided_by"], decided["decided_channel"]) == (ADMIN_USER, "REST")
             assert decided["decision_comments"] == "looks good"
             assert decided["tally"]["approvals"] == 1
             (vote,) = decided["votes"]
             assert (vote["user_id"], vote["decision"], vote["comments"], vote["channel"]) == (
-                queen.services.local_identity.user_id,
+                ADMIN_USER,
                 "APPROVED",
                 "looks good",
                 "REST",
@@ -194,15 +204,15 @@ async def test_an_approved_gate_is_shown_listed_and_the_job_follows_the_approved
 
 
 async def test_a_rejection_with_comments_runs_the_rejected_route(
-    http: httpx.AsyncClient, queen: Queen
+    http: httpx.AsyncClient, requester: httpx.AsyncClient, queen: Queen, admin_token: str
 ) -> None:
     job_type = unique("reject")
     await upload(http, routed_playbook(job_type))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{queen.grpc_port}") as channel:
+    async with authorized_channel(f"127.0.0.1:{queen.grpc_port}", admin_token) as channel:
         ant = ScriptedAnt(channel, ant_id=unique("ant"))
         await ant.start()
         try:
-            request_id = await submit(http, job_type)
+            request_id = await submit(requester, job_type)
             assert (await ant.run_next(["built"])).task_type == "build"
             await gate_of(http, request_id, "approve")
 
@@ -229,10 +239,12 @@ async def test_a_rejection_with_comments_runs_the_rejected_route(
 # -- refusals and repeats --------------------------------------------------------------------------------
 
 
-async def test_refused_votes_are_json_errors_from_the_table(http: httpx.AsyncClient) -> None:
+async def test_refused_votes_are_json_errors_from_the_table(
+    http: httpx.AsyncClient, requester: httpx.AsyncClient
+) -> None:
     job_type = unique("refusals")
     await upload(http, gate_only_playbook(job_type))
-    request_id = await submit(http, job_type)
+    request_id = await submit(requester, job_type)
     gate = await gate_of(http, request_id, "go-live")
     assert [i["name"] for i in gate["policy"]["inputs"]] == ["ticket", "canary"]
     path = vote_path(request_id, "go-live")
@@ -269,11 +281,11 @@ async def test_refused_votes_are_json_errors_from_the_table(http: httpx.AsyncCli
 
 
 async def test_a_repeated_key_answers_again_and_a_closed_gate_refuses_with_409(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient, requester: httpx.AsyncClient
 ) -> None:
     job_type = unique("repeat")
     await upload(http, gate_only_playbook(job_type))
-    request_id = await submit(http, job_type)
+    request_id = await submit(requester, job_type)
     await gate_of(http, request_id, "go-live")
     path = vote_path(request_id, "go-live")
     ballot = {

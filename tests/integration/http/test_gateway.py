@@ -13,6 +13,7 @@ import pytest
 from queen.app import Queen
 from queen.http import HttpGateway
 from queen.services.artifacts import ArtifactUpload
+from tests.fixtures.auth import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ async def test_a_taken_port_fails_start_with_oserror(queen: Queen) -> None:
         await gateway.stop()
 
 
-async def test_stop_lets_a_download_in_flight_finish(queen: Queen) -> None:
+async def test_stop_lets_a_download_in_flight_finish(queen: Queen, admin_token: str) -> None:
     content = b"x" * (4 * 1024 * 1024)
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -56,7 +57,7 @@ async def test_stop_lets_a_download_in_flight_finish(queen: Queen) -> None:
     gateway = HttpGateway(queen.services, queen.settings)
     await gateway.start()
     async with (
-        httpx.AsyncClient(base_url=gateway.url) as client,
+        httpx.AsyncClient(base_url=gateway.url, headers=bearer(admin_token)) as client,
         client.stream("GET", f"/api/artifacts/{stored.id}/download") as response,
     ):
         assert response.status_code == 200  # the response has started

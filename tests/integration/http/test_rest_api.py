@@ -4,20 +4,23 @@ the one table (with their details), paging, the controls, artifacts, Ants, healt
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shlex
 import shutil
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 
 from queen.app import Queen
 from queen.http import HttpGateway
+from queen.security.authenticator import Authenticator, AuthSettings
 from queen.services.artifacts import ArtifactUpload
+from tests.fixtures.auth import authorized_channel
 from tests.fixtures.waiting import assert_eventually
 from tests.integration.api.conftest import ScriptedAnt
 from tests.integration.http.conftest import PLAYBOOKS, REPO, shell_playbook, unique
@@ -82,7 +85,21 @@ async def submit(
 # -- the brief -------------------------------------------------------------------------------------------
 
 
-async def test_the_brief_curl_commands_work_verbatim(gateway: HttpGateway, tmp_path: Path) -> None:
+@pytest.fixture
+async def dev_gateway(queen: Queen) -> AsyncIterator[HttpGateway]:
+    """The gateway as `formicary dev` serves it: without authentication, as the local admin identity."""
+    local = Authenticator(AuthSettings(required=False, local=queen.services.local_identity), tokens=None)
+    served = HttpGateway(dataclasses.replace(queen.services, authenticator=local), queen.settings)
+    await served.start()
+    try:
+        yield served
+    finally:
+        await served.stop()
+
+
+async def test_the_brief_curl_commands_work_verbatim(dev_gateway: HttpGateway, tmp_path: Path) -> None:
+    """The brief's curl commands carry no credential: they run against the embedded (dev) mode."""
+    gateway = dev_gateway
     shutil.copy(REPO / "examples" / "secure-go-cicd.yaml", tmp_path / "playbook.yaml")
 
     status, definition = await curl(BRIEF_UPLOAD, gateway.port, tmp_path)
@@ -291,17 +308,17 @@ async def test_the_controls_follow_the_request_state_machine(http: httpx.AsyncCl
 
     paused = await http.post(f"{path}/pause")
     resumed = await http.post(f"{path}/resume")
-    triggered = await http.post(f"{path}/trigger")
     cancelled = await http.post(f"{path}/cancel", params={"reason": "changed my mind"})
     again = await http.post(f"{path}/cancel")
+    triggered = await http.post(f"{path}/trigger")  # only a PENDING request (test_trigger.py)
     restarted = await http.post(f"{path}/restart", params={"hard": "true"})
 
     assert paused.json()["job_state"] == "PAUSED"
     assert resumed.json()["job_state"] == "PENDING"
-    assert (triggered.status_code, triggered.json()["code"]) == (501, "UNIMPLEMENTED")
     assert cancelled.json()["job_state"] == "CANCELLED"
     assert cancelled.json()["error_message"] == "changed my mind"
     assert again.status_code == 409
+    assert (triggered.status_code, triggered.json()["reason"]) == (409, "INVALID_TRANSITION")
     body = again.json()
     assert body["reason"] == "INVALID_TRANSITION"
     assert detail(body, "ErrorInfo")[0]["metadata"]["current_state"] == "CANCELLED"
@@ -310,11 +327,11 @@ async def test_the_controls_follow_the_request_state_machine(http: httpx.AsyncCl
 
 
 async def test_a_run_shows_its_tasks_with_formicary_field_names(
-    http: httpx.AsyncClient, queen: Queen
+    http: httpx.AsyncClient, queen: Queen, admin_token: str
 ) -> None:
     job_type = unique("run")
     await upload(http, shell_playbook(job_type))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{queen.grpc_port}") as channel:
+    async with authorized_channel(f"127.0.0.1:{queen.grpc_port}", admin_token) as channel:
         ant = ScriptedAnt(channel, ant_id=unique("ant"))
         await ant.start()
         try:

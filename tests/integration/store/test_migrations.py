@@ -28,6 +28,9 @@ TABLES = {
     "approval_gates",
     "approval_votes",
     "approval_ledger",
+    "api_tokens",
+    "configs",
+    "security_audit",
     "alembic_version",
 }
 

@@ -84,6 +84,14 @@ def test_a_plan_quotes_commands_and_numbers_its_steps() -> None:
     assert ScriptPlan.build([]).token != plan.token
 
 
+def test_pipefail_is_probed_only_when_the_shell_is_unknown() -> None:
+    plan = ScriptPlan.build(["true"])
+    probe = "(set -o pipefail) 2>/dev/null && set -o pipefail"
+    assert plan.render().splitlines()[:2] == [probe, "set -e"]  # a container's sh: test at run time
+    assert plan.render(pipefail=True).splitlines()[:2] == ["set -o pipefail", "set -e"]  # bash: no subshell
+    assert plan.render(pipefail=False).splitlines()[0] == "set -e"
+
+
 async def test_the_collector_strips_markers_keeps_stdout_and_reads_outputs() -> None:
     sink = ListSink()
     collector = OutputCollector(sink)

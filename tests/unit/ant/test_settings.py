@@ -19,7 +19,7 @@ SUPPORTED = {
     "reconnect_backoff_cap", "refused_retry_interval", "shutdown_grace", "ack_timeout", "log_flush_interval",
     "log_max_pending_lines", "log_resend_lines", "kill_grace", "after_script_timeout", "http_timeout",
     "api_timeout", "kubernetes_namespace", "kubernetes_poll_interval", "artifact_transfer_timeout",
-    "artifact_stall_timeout", "artifact_reconnect_timeout",
+    "artifact_stall_timeout", "artifact_reconnect_timeout", "log_format",
 }  # fmt: skip
 
 

@@ -122,7 +122,7 @@ def test_a_definition_shows_its_tasks_and_durations_as_the_language_writes_them(
 def test_the_gateway_serves_the_documented_routes() -> None:
     dummy = cast(Any, object())
     app = build_app(
-        Services(dummy, dummy, dummy, dummy, dummy, dummy, dummy, dummy), limits=body_limits_for(65536)
+        Services(dummy, dummy, dummy, dummy, dummy, dummy, dummy, dummy, dummy), limits=body_limits_for(65536)
     )
 
     routes = {(method, path) for path, item in app.openapi()["paths"].items() for method in item}
@@ -137,7 +137,9 @@ def test_the_gateway_serves_the_documented_routes() -> None:
         ("post", "/api/jobs/definitions/{ref}/enable"),
         ("post", "/api/jobs/requests"),
         ("get", "/api/jobs/requests"),
+        ("get", "/api/jobs/requests/stream"),
         ("get", "/api/jobs/requests/{request_id}"),
+        ("get", "/api/jobs/requests/{request_id}/stream"),
         ("post", "/api/jobs/requests/{request_id}/cancel"),
         ("post", "/api/jobs/requests/{request_id}/pause"),
         ("post", "/api/jobs/requests/{request_id}/resume"),
@@ -146,6 +148,7 @@ def test_the_gateway_serves_the_documented_routes() -> None:
         ("post", "/api/jobs/requests/{request_id}/tasks/{task_type}/vote"),
         ("get", "/api/jobs/requests/{request_id}/tasks/{task_type}/approval"),
         ("get", "/api/approvals/pending"),
+        ("get", "/api/approvals/pending/stream"),
         ("get", "/api/artifacts"),
         ("get", "/api/artifacts/{artifact_id}"),
         ("get", "/api/artifacts/{artifact_id}/download"),
@@ -153,4 +156,7 @@ def test_the_gateway_serves_the_documented_routes() -> None:
         ("get", "/api/ants"),
         ("get", "/api/health"),
         ("get", "/metrics"),
+        ("post", "/api/auth/login"),
+        ("post", "/api/auth/logout"),
+        ("get", "/api/auth/whoami"),
     }

@@ -1,0 +1,155 @@
+"""A job echoes its secret every way a script could; no stored or streamed text contains it.
+
+A real Queen (authentication on) and a real in-process Ant (SHELL): the secret is an organisation config
+marked secret (encrypted at rest), injected into the TaskRequest only. The job prints it plain, in
+base64 (with the newline `echo` adds), URL-encoded, in hex, on stderr in its failure, in a task output
+(`::set-output`), and in the name of an artifact. Then every stored or served text is read: the log
+lines (live and archived), the task's exit message, error, failed command and context, the events, the
+artifact names, and the API replies (gRPC and REST).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from ant.executors.methods import Method
+from ant.executors.registry import ExecutorRegistry
+from ant.executors.shell import ShellExecutor
+from ant.settings import AntSettings
+from ant.stream import AntClient
+from queen.app import Queen
+from queen.domain.identity import Identity
+from queen.services.requests import Submission
+from queen.settings import QueenSettings
+from queen.store import security as store
+from queen.store.security import ConfigScope
+from sdk.client import Client
+from tests.fixtures.auth import bearer, mint
+from tests.fixtures.waiting import assert_eventually
+
+pytestmark = pytest.mark.integration
+
+SECRET = "Pa55-w0rd:sp@ce d&more"
+JOB = """\
+job_type: leaky
+tasks:
+- task_type: echo-it
+  method: SHELL
+  script:
+    - echo "plain $DB_PASSWORD"
+    - echo "$DB_PASSWORD" | base64
+    - printf '%s' "$DB_PASSWORD" | base64
+    - printf '%s' "$DB_PASSWORD" | od -An -tx1 | tr -d ' \\n'; echo
+    - python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["DB_PASSWORD"], safe=""))'
+    - echo "::set-output name=leak::$DB_PASSWORD"
+    - mkdir -p out && touch "out/name-$DB_PASSWORD.txt"
+    - echo "failing because of $DB_PASSWORD" >&2
+    - sh -c "exit 7"
+  artifacts:
+    paths: [out/*.txt]
+"""
+
+
+@pytest.fixture
+async def queen(tmp_path: Path) -> AsyncIterator[Queen]:
+    settings = QueenSettings(
+        grpc_port=0,
+        http_port=0,
+        data_dir=tmp_path / "queen",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'q.db'}",
+        heartbeat_interval=timedelta(milliseconds=200),
+        sweep_interval=timedelta(seconds=1),
+    )
+    running = Queen(settings)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def forms_of(secret: str) -> list[str]:
+    raw = secret.encode()
+    return [
+        secret,
+        base64.b64encode(raw).decode(),
+        base64.b64encode(raw + b"\n").decode(),
+        quote(secret, safe=""),
+        raw.hex(),
+    ]
+
+
+async def test_a_secret_echoed_every_way_is_stored_and_served_nowhere(queen: Queen, tmp_path: Path) -> None:
+    owner = Identity("local", "dev", frozenset({"developer"}), authenticated=True)
+    await queen.configs.set(
+        organization_id="local",
+        scope=ConfigScope.ORGANIZATION,
+        owner="",
+        name="DB_PASSWORD",
+        value=SECRET,
+        secret=True,
+        actor="tests",
+    )
+    async with queen.db.transaction() as session:
+        (stored,) = await store.list_configs(session, "local")
+    assert stored.secret  # encrypted at rest
+    assert SECRET not in stored.value
+    assert stored.key_id
+
+    await queen.services.definitions.upload(owner, JOB)
+    ant_token = await mint(queen, "ant", user="ant:leaky", ant_methods=["SHELL"])
+    settings = AntSettings(
+        queen_address=f"127.0.0.1:{queen.grpc_port}",
+        ant_id="ant-leaky",
+        methods=[Method.SHELL],
+        work_dir=tmp_path / "ant",
+        credential=SecretStr(ant_token),
+        log_flush_interval=timedelta(milliseconds=50),
+        shutdown_grace=timedelta(milliseconds=200),
+        ack_timeout=timedelta(seconds=1),
+    )
+    async with AntClient(settings, ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})):
+        request = await queen.services.requests.submit(owner, Submission(job_type="leaky", params={}))
+
+        async def finished() -> bool:
+            details = await queen.services.requests.get(owner, request.id)
+            return details.request.job_state.is_terminal
+
+        await assert_eventually(finished, timeout=30)
+
+    details = await queen.services.requests.get(owner, request.id)
+    (task,) = details.tasks
+    assert task.exit_code == "7"
+    texts: list[str] = [repr(details), repr(task)]
+    lines, _ = queen.logs.snapshot(task.id)
+    texts += [line.text for line in lines]
+    assert any("plain [MASKED]" in line.text for line in lines), [line.text for line in lines]
+    assert any("failing because of [MASKED]" in line.text for line in lines)
+
+    token = await mint(queen)
+    async with Client(f"127.0.0.1:{queen.grpc_port}", token=token) as client:
+        texts.append(repr(await client.get_request(request.id)))
+        texts += [repr(line) async for line in client.stream_logs(request.id)]
+        texts += [repr(event) async for event in client.watch(request.id)]
+        artifacts = await client.list_artifacts(request_id=request.id)
+        texts += [repr(artifact) for artifact in artifacts]
+        for artifact in artifacts:  # the archived log too
+            with (tmp_path / "download").open("wb") as out:
+                await client.download_artifact(artifact.id, out)
+            texts.append((tmp_path / "download").read_bytes().decode(errors="replace"))
+    async with httpx.AsyncClient(base_url=queen.http.url, headers=bearer(token)) as http:
+        texts.append((await http.get(f"/api/jobs/requests/{request.id}")).text)
+        texts.append((await http.get("/api/artifacts", params={"job_request_id": request.id})).text)
+
+    everything = "\n".join(texts)
+    for form in forms_of(SECRET):
+        assert form not in everything, f"{form!r} leaked"
+    assert "[MASKED]" in everything

@@ -1,0 +1,166 @@
+"""Dispatch through the registry without a network: the window of ant_service.proto §3, FIFO, tags, and
+the stream handle the servicer's writer drains (queen.ants)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import timedelta
+
+import pytest
+
+from formicary.v1 import ant_service_pb2, log_line_pb2, state_pb2, task_pb2
+from queen.ants.registry import AntRegistry
+from queen.ants.session import AntSession, StreamEnd, StreamHandle
+from queen.domain.job_definition import TaskDefinition, TaskMethod
+from queen.domain.states import TaskState
+from queen.domain.work import TaskWork
+from queen.supervisor.dispatch import DispatchOutcome
+
+pytestmark = pytest.mark.unit
+
+Req = ant_service_pb2.ConnectRequest
+
+
+class NoLogs:
+    def lines(self, task_execution_id: str, task_retry: int, lines: Iterable[log_line_pb2.LogLine]) -> None:
+        return None
+
+
+class Progress:
+    async def waiting(self, reason: str) -> None:
+        return None
+
+    async def dispatched(self, ant_id: str, ant_host: str) -> None:
+        return None
+
+    async def accepted(self, ant_id: str) -> None:
+        return None
+
+
+def work(name: str, *, tags: tuple[str, ...] = ()) -> TaskWork:
+    return TaskWork(
+        job_request_id=1,
+        job_definition_id="d",
+        job_type="j",
+        job_version=1,
+        job_execution_id="e",
+        task_execution_id=name,
+        correlation_id=f"{name}:0.0",
+        task=TaskDefinition(task_type=name, method=TaskMethod.SHELL, script=("true",), tags=tags),
+        variables={},
+    )
+
+
+def registry() -> AntRegistry:
+    return AntRegistry(
+        heartbeat_interval=timedelta(seconds=10), heartbeat_timeout=timedelta(seconds=60), log_sink=NoLogs()
+    )
+
+
+def connect(
+    ants: AntRegistry, ant_id: str, *, tags: tuple[str, ...] = (), capacity: int = 2
+) -> tuple[AntSession, StreamHandle]:
+    register = Req.Register(
+        ant_id=ant_id, methods=[task_pb2.TASK_METHOD_SHELL], tags=list(tags), max_capacity=capacity
+    )
+    session, stream, _ = ants.connect(register, frozenset({TaskMethod.SHELL}))
+    assert isinstance(stream.take(), ant_service_pb2.ConnectResponse)  # Registered
+    return session, stream
+
+
+def heartbeat(ants: AntRegistry, session: AntSession, *, free: int, acked: int, running: list[str]) -> None:
+    beat = Req.Heartbeat(free_slots=free, last_acked_sequence=acked, running_task_execution_ids=running)
+    ants.received(session, Req(heartbeat=beat))
+
+
+def dispatched(stream: StreamHandle) -> list[str]:
+    names = []
+    while (frame := stream.take()) is not None:
+        assert isinstance(frame, ant_service_pb2.ConnectResponse)
+        if frame.WhichOneof("frame") == "dispatch_task":
+            names.append(frame.dispatch_task.request.task_execution_id)
+    return names
+
+
+async def test_dispatches_stay_within_the_window_in_arrival_order() -> None:
+    ants = registry()
+    session, stream = connect(ants, "a1", capacity=2)
+    runs = [asyncio.create_task(ants.run(work(f"t{n}"), Progress())) for n in range(5)]
+    await asyncio.sleep(0)
+    assert dispatched(stream) == []  # nothing before the first heartbeat (§1)
+    heartbeat(ants, session, free=2, acked=0, running=[])
+    assert dispatched(stream) == ["t0", "t1"]
+    assert ants.waiting == 3
+    # t0's result comes back and is acknowledged; the Ant frees the slot and says so
+    ants.received(session, Req(task_accepted=Req.TaskAccepted(sequence=1, task_execution_id="t0")))
+    ants.received(session, Req(task_accepted=Req.TaskAccepted(sequence=2, task_execution_id="t1")))
+    response = task_pb2.TaskResponse(
+        task_execution_id="t0", correlation_id="t0:0.0", status=state_pb2.TASK_STATE_COMPLETED
+    )
+    ants.received(session, Req(task_result=Req.TaskResult(sequence=1, response=response)))
+    assert dispatched(stream) == []  # the result frees nothing until the Ant's heartbeat says so
+    heartbeat(ants, session, free=1, acked=2, running=["t1"])
+    assert dispatched(stream) == ["t2"]
+    assert ants.waiting == 2
+    outcome = await runs[0]
+    assert isinstance(outcome, DispatchOutcome)
+    assert outcome.report.state is TaskState.COMPLETED
+    for run in runs[1:]:
+        run.cancel()
+    await asyncio.gather(*runs[1:], return_exceptions=True)
+    assert ants.waiting == 0
+
+
+async def test_attempts_for_a_tag_nobody_offers_do_not_hold_up_the_others() -> None:
+    ants = registry()
+    plain, plain_stream = connect(ants, "plain", capacity=3)
+    gpu_runs = [asyncio.create_task(ants.run(work(f"g{n}", tags=("gpu",)), Progress())) for n in range(50)]
+    runs = [asyncio.create_task(ants.run(work(f"t{n}"), Progress())) for n in range(5)]
+    await asyncio.sleep(0)
+    heartbeat(ants, plain, free=3, acked=0, running=[])
+    assert dispatched(plain_stream) == ["t0", "t1", "t2"]
+    gpu, gpu_stream = connect(ants, "gpu", tags=("gpu",), capacity=2)
+    heartbeat(ants, gpu, free=2, acked=0, running=[])
+    assert dispatched(gpu_stream) == ["g0", "g1"]  # the oldest first: the gpu group waited longest
+    assert ants.waiting == 48 + 2
+    for run in [*gpu_runs, *runs]:
+        run.cancel()
+    await asyncio.gather(*gpu_runs, *runs, return_exceptions=True)
+    assert ants.waiting == 0
+
+
+async def test_a_refused_attempt_goes_back_to_the_head_of_the_queue() -> None:
+    ants = registry()
+    first, first_stream = connect(ants, "first", capacity=1)
+    runs = [asyncio.create_task(ants.run(work(f"t{n}"), Progress())) for n in range(3)]
+    await asyncio.sleep(0)
+    heartbeat(ants, first, free=1, acked=0, running=[])
+    assert dispatched(first_stream) == ["t0"]
+    rejected = Req.TaskRejected(sequence=1, task_execution_id="t0", reason="no free slot")
+    ants.received(first, Req(task_rejected=rejected))
+    second, second_stream = connect(ants, "second", capacity=1)
+    heartbeat(ants, second, free=1, acked=0, running=[])
+    assert dispatched(second_stream) == ["t0"]
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+
+
+async def test_the_stream_handle_hands_frames_over_in_order_and_wakes_its_writer() -> None:
+    stream = StreamHandle()
+    waiter = asyncio.create_task(stream.wait())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    ping = ant_service_pb2.ConnectResponse(ping=ant_service_pb2.ConnectResponse.Ping(nonce=1))
+    stream.send(ping)
+    stream.send(StreamEnd.DRAINED)
+    await asyncio.wait_for(waiter, 1)
+    await asyncio.wait_for(stream.wait(), 1)  # frames are queued: returns at once
+    assert stream.take() is ping
+    assert stream.take() is StreamEnd.DRAINED
+    assert stream.take() is None
+    waiter = asyncio.create_task(stream.wait())
+    await asyncio.sleep(0)
+    stream.wake()  # the reader ended: the writer looks again
+    await asyncio.wait_for(waiter, 1)
