@@ -20,7 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +31,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["FastStatement", "executed", "returning_columns", "run"]
+__all__ = ["FastStatement", "executed", "insert_if_absent", "returning_columns", "run"]
 
 _Processor = Callable[[Any], Any] | None
 _DRIVER_KEY = "formicary_fast_driver"
@@ -90,6 +92,22 @@ class FastStatement:
         names = tuple(compiled.positiontup or ()) if positional else ()
         returning = tuple((column.key, column.type.dialect_impl(dialect)) for column in self._returning)
         return _Compiled(compiled.string, names, binds, constants, positional, returning)
+
+
+def insert_if_absent(table: Table, keys: Sequence[str]) -> FastStatement:
+    """`INSERT (keys) ... ON CONFLICT DO NOTHING RETURNING id`: one statement whether or not a row with the
+    same unique key exists; no row comes back when one did (then the caller reads or refuses it)."""
+
+    def build(dialect: Dialect) -> ClauseElement:
+        insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+        return (
+            insert(table)
+            .values({key: bindparam(key) for key in keys})
+            .on_conflict_do_nothing()
+            .returning(table.c.id)
+        )
+
+    return FastStatement(build, (table.c["id"],))
 
 
 def returning_columns(table: Table) -> tuple[KeyedColumnElement[Any], ...]:

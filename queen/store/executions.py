@@ -13,16 +13,12 @@ from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ClauseElement
 
 from queen.domain.errors import NotFound
 from queen.domain.states import JobState, TaskState, check_job_transition, check_task_transition
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, returning_columns, run
+from queen.store._fast import FastStatement, insert_if_absent, returning_columns, run
 from queen.store._guarded import guarded_update
 from queen.store._json import freeze, freeze_mapping, to_json_list, to_json_object, to_json_value
 from queen.store.events import EventKind, append_event
@@ -437,17 +433,6 @@ _TASK_EXECUTION_INSERTED = (
 )
 
 
-def _insert_task_if_absent(dialect: Dialect) -> ClauseElement:
-    """INSERT of a task execution that does nothing when its (execution, task type) exists already."""
-    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
-    return (
-        insert(_TASK_EXECUTIONS)
-        .values({key: bindparam(key) for key in _TASK_EXECUTION_INSERTED})
-        .on_conflict_do_nothing()
-        .returning(_TASK_EXECUTIONS.c.id)
-    )
-
-
 # dispatch-path statements (see _fast)
 _GET_JOB_EXECUTION = FastStatement(
     lambda _dialect: select(*_JOB_EXECUTIONS.c).where(_JOB_EXECUTIONS.c.id == bindparam("w_id")),
@@ -485,7 +470,7 @@ _JOB_EXECUTION_INSERTED = (
 _INSERT_JOB_EXECUTION = FastStatement(
     lambda _dialect: insert(_JOB_EXECUTIONS).values({key: bindparam(key) for key in _JOB_EXECUTION_INSERTED})
 )
-_INSERT_TASK_IF_ABSENT = FastStatement(_insert_task_if_absent, (_TASK_EXECUTIONS.c.id,))
+_INSERT_TASK_IF_ABSENT = insert_if_absent(_TASK_EXECUTIONS, _TASK_EXECUTION_INSERTED)
 _SET_CURSOR = FastStatement(
     lambda _dialect: (
         update(_JOB_EXECUTIONS)

@@ -12,8 +12,6 @@ from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement, ColumnElement
@@ -21,7 +19,7 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 from queen.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from queen.domain.states import JobState, check_job_transition
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, returning_columns, run
+from queen.store._fast import FastStatement, insert_if_absent, returning_columns, run
 from queen.store._guarded import guarded_update
 from queen.store._json import freeze_mapping, to_json_value
 from queen.store.events import EventKind, append_event
@@ -373,18 +371,8 @@ _REQUEST_INSERTED = (
 )
 
 
-def _insert_request(dialect: Dialect) -> ClauseElement:
-    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
-    return (
-        insert(_REQUESTS)
-        .values({key: bindparam(key) for key in _REQUEST_INSERTED})
-        .on_conflict_do_nothing()
-        .returning(_REQUESTS.c.id)
-    )
-
-
 # the submission's insert (see _fast)
-_INSERT_REQUEST = FastStatement(_insert_request, (_REQUESTS.c["id"],))
+_INSERT_REQUEST = insert_if_absent(_REQUESTS, _REQUEST_INSERTED)
 # a dispatch-path statement (see _fast): a task waiting for an Ant says why, and stops saying it
 _SET_WAIT_REASON = FastStatement(_set_wait_reason, (JobRequestRow.__table__.c["id"],))
 
