@@ -86,6 +86,7 @@ class Queen:
                 dispatcher=dispatcher,
                 notifier=self.notifier,
                 attempt_finished=self._attempt_finished,
+                configs=self.configs,
             )
         )
         self.scheduler = Scheduler(

@@ -110,12 +110,16 @@ class OutputCollector:
             if before:  # output without a final newline, then the marker
                 await self._output(stream, before)
             if marker.kind == "step":
-                self._steps[plan.token] = marker.value
-                await self._sink.emit(LogStream.SYSTEM, f"$ {plan.command(marker.value)}")
+                await self.step(plan, marker.value)
             else:
                 self._exits[plan.token] = marker.value
             return
         await self._output(stream, text)
+
+    async def step(self, plan: ScriptPlan, number: int) -> None:
+        """Command `number` of `plan` starts (its marker was read, or it runs without a shell)."""
+        self._steps[plan.token] = number
+        await self._sink.emit(LogStream.SYSTEM, f"$ {plan.command(number)}")
 
     async def _output(self, stream: LogStream, text: str) -> None:
         if stream is LogStream.STDOUT:

@@ -13,6 +13,13 @@ with a newline is found inside the line and split off. Known limit: a command th
 shell's own stdout for good (`exec >/dev/null`) hides later markers; failed_command is then the last
 command seen.
 
+A script of ONE simple command (plain words: no quoting, expansion, redirection or other shell syntax,
+naming an external program found on the task's PATH, not a builtin) needs no shell session at all:
+`direct_argv()` gives the argv to exec instead, which saves starting a shell per task phase (bash costs
+more than the program itself for `true`, `make`, `./gradlew build`-sized steps it is the difference
+between one and two process starts). Output, exit status, environment, working directory and process
+group are the same; only what the shell itself would add (SHLVL, `_`) is not there.
+
 Running one command per `sh -c` would make failure reporting trivial but would lose the shared session
 the definition language promises; a shell `trap` on ERR/EXIT would miss kills and syntax errors.
 
@@ -24,9 +31,11 @@ list, where shells would ignore their `set -e`.)
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shlex
+import shutil
 from dataclasses import dataclass
 
 __all__ = ["Marker", "ScriptPlan"]
@@ -66,6 +75,21 @@ class ScriptPlan:
             lines.append(f"eval {shlex.quote(command)}")
         return "\n".join(lines) + "\n"
 
+    def direct_argv(self, search_path: str) -> list[str] | None:
+        """The argv to exec without a shell when this plan is one simple command (see the module's
+        docstring) whose program is on `search_path` (the task's PATH); None when it needs the shell."""
+        if len(self.commands) != 1 or not _SIMPLE.fullmatch(self.commands[0]):
+            return None
+        argv = self.commands[0].split()
+        program = argv[0]
+        if "=" in program or "/" in program or program in _SHELL_WORDS:
+            return None  # an assignment, a path (relative to the shell's cwd), a builtin or keyword
+        if program == "echo" and any(arg.startswith("-") for arg in argv[1:]):
+            return None  # options of the builtin and of coreutils' echo differ
+        if shutil.which(program, mode=os.X_OK, path=search_path) is None:
+            return None  # the shell reports "command not found" (status 127) as users know it
+        return argv
+
     def render_with_after(self, after: ScriptPlan) -> str:
         """Main commands, then `after`'s whatever happened; exits with the main part's status."""
         return (
@@ -95,3 +119,15 @@ class ScriptPlan:
 
 
 _MARKER = re.compile(r" (step|exit) (\d+)")
+# Words of characters no POSIX shell or bash treats specially (no quotes, $, `, globs, ~, braces,
+# redirections, separators, comments), separated by spaces.
+_SIMPLE = re.compile(r"[A-Za-z0-9_./:@%+,=-]+(?: +[A-Za-z0-9_./:@%+,=-]+)*")
+# bash's builtins and keywords (`compgen -b -k`), except `true` and `false`, whose programs behave alike;
+# `echo` is allowed without options (see direct_argv).
+_SHELL_WORDS = frozenset(
+    """. : [ alias bg bind break builtin caller case cd command compgen complete compopt continue coproc
+    declare dirs disown do done elif else enable esac eval exec exit export fc fg fi for function
+    getopts hash help history if in jobs kill let local logout mapfile popd printf pushd pwd read
+    readarray readonly return select set shift shopt source suspend test then time times trap type
+    typeset ulimit umask unalias unset until wait while""".split()  # noqa: SIM905 - as `compgen` prints it
+)

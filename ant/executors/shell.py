@@ -44,6 +44,9 @@ class ShellExecutor:
     shell exits, processes it left running in its group are ended the same way, so nothing a task
     started outlives it and its output pipes close; a process that left the group on purpose (setsid)
     is not tracked, and its output is cut off after `pipe_drain_timeout`.
+
+    A phase that is one simple command (`ScriptPlan.direct_argv`: `make test`, `true`) is exec'd without
+    the shell, in the same way otherwise (`direct=False` always starts the shell).
     """
 
     def __init__(
@@ -54,8 +57,10 @@ class ShellExecutor:
         after_script_timeout: float = 300.0,
         pipe_drain_timeout: float = 2.0,
         base_environment: Mapping[str, str] | None = None,
+        direct: bool = True,
     ) -> None:
         self._shell = shell or default_shell()
+        self._direct = direct  # a phase of one simple command runs without the shell (ScriptPlan)
         # bash has pipefail: say so, rather than let every script probe for it in a subshell (a fork)
         self._pipefail = True if Path(self._shell).name == "bash" else None
         self._kill_grace = kill_grace
@@ -104,10 +109,13 @@ class ShellExecutor:
         timeout: float | None,  # noqa: ASYNC109 - enforced by killing the process group
         cancel: asyncio.Event | None,
     ) -> PhaseOutcome:
+        argv = plan.direct_argv(env.get("PATH", "")) if self._direct else None
+        if argv is not None:
+            await collector.step(plan, 1)  # what the shell's step marker would have said
+        else:
+            argv = [self._shell, "-c", plan.render(pipefail=self._pipefail)]
         try:
-            child = ChildProcess.start(
-                [self._shell, "-c", plan.render(pipefail=self._pipefail)], cwd=work_dir, env=env
-            )
+            child = ChildProcess.start(argv, cwd=work_dir, env=env)
         except OSError as exc:
             return PhaseOutcome(
                 returncode=None,

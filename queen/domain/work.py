@@ -9,7 +9,20 @@ from datetime import datetime
 from queen.domain.job_definition import TaskDefinition, TaskMethod
 from queen.domain.states import TaskState
 
-__all__ = ["TaskReport", "TaskWork"]
+__all__ = ["TaskConfigs", "TaskReport", "TaskWork"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskConfigs:
+    """The configs a task gets (organisation, job type and user ones, decrypted): each value by name,
+    the narrowest scope winning, and which of them are secret (masked wherever they come back)."""
+
+    values: Mapping[str, str]
+    secret_names: frozenset[str]
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(self.values[name] for name in sorted(self.secret_names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,9 @@ class TaskWork:
     dependent_artifact_ids: tuple[str, ...] = ()
     traceparent: str = ""
     tracestate: str = ""
+    # The configs read in the transaction that created the attempt's row (one read fewer on the dispatch
+    # path); None when they were not, and whoever dispatches reads them (queen.security.injection).
+    configs: TaskConfigs | None = None
 
     @property
     def method(self) -> TaskMethod:

@@ -3,10 +3,10 @@ the TaskRequest an Ant receives (see `queen.security.injection`), revealed only 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain.errors import InvalidArgument
+from queen.domain.work import TaskConfigs
 from queen.security.secret_box import SecretBox
 from queen.store import Database
 from queen.store import security as store
@@ -20,18 +20,6 @@ _MAX_NAME = 128
 
 def _context(organization_id: str, scope: ConfigScope, owner: str, name: str) -> str:
     return f"{organization_id}\x1f{scope.value}\x1f{owner}\x1f{name}"
-
-
-@dataclass(frozen=True, slots=True)
-class TaskConfigs:
-    """What a task gets: every config's value by name (narrowest scope wins), and which are secret."""
-
-    values: Mapping[str, str]
-    secret_names: frozenset[str]
-
-    @property
-    def secret_values(self) -> tuple[str, ...]:
-        return tuple(self.values[name] for name in sorted(self.secret_names))
 
 
 class ConfigService:
@@ -146,11 +134,19 @@ class ConfigService:
         return count
 
     async def for_task(self, *, organization_id: str, job_type: str, user_id: str) -> TaskConfigs:
-        """The configs a task sees, decrypted (for the TaskRequest only)."""
+        """The configs a task sees, decrypted (for the TaskRequest only), in a transaction of their own."""
         async with self._db.transaction() as session:
-            found = await store.task_configs(
+            return await self.read_in(
                 session, organization_id=organization_id, job_type=job_type, user_id=user_id
             )
+
+    async def read_in(
+        self, session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
+    ) -> TaskConfigs:
+        """`for_task` in the caller's transaction (the supervisor's, creating the task's row)."""
+        found = await store.task_configs(
+            session, organization_id=organization_id, job_type=job_type, user_id=user_id
+        )
         values: dict[str, str] = {}
         secret: set[str] = set()
         for record in found:  # lowest precedence first: later ones replace earlier ones

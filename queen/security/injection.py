@@ -95,9 +95,11 @@ class SecretInjector:
     async def _prepare(self, work: TaskWork) -> tuple[TaskWork, Redactor]:
         if not work.organization_id or work.method.runs_in_queen:
             return work, Redactor(())
-        found = await self._configs.for_task(
-            organization_id=work.organization_id, job_type=work.job_type, user_id=work.user_id
-        )
+        found = work.configs
+        if found is None:
+            found = await self._configs.for_task(
+                organization_id=work.organization_id, job_type=work.job_type, user_id=work.user_id
+            )
         if not found.values:
             return work, Redactor(())
         # configs have the lowest precedence: a request param or job variable of the same name wins

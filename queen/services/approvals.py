@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.approvals import gates, ledger
@@ -43,7 +42,7 @@ from queen.domain.identity import Identity
 from queen.domain.job_definition import ApprovalPolicy
 from queen.domain.states import TaskState
 from queen.notifier import ChangeNotifier
-from queen.store import Database, executions
+from queen.store import Database, DuplicateKey, executions
 from queen.store import approvals as store
 from queen.store._clock import utc_now
 from queen.store.records import ApprovalGateRecord, ApprovalVoteRecord
@@ -257,7 +256,7 @@ class ApprovalService:
                     if outcome is None:
                         # its job was cancelled: record the gate as cancelled, then refuse
                         await gates.cancel_gate(session, gate, "its task no longer waits for approval")
-            except (_Conflict, IntegrityError) as exc:
+            except (_Conflict, DuplicateKey) as exc:
                 # another decision changed the gate, or the same user's concurrent vote (or key) landed
                 # first: read again and answer from what is there now
                 log.info(

@@ -5,7 +5,7 @@ takes the caller's `AsyncSession` first and never commits. They return the recor
 """
 
 from queen.store import artifacts, definitions, events, executions, requests
-from queen.store.database import Database
+from queen.store.database import Database, DuplicateKey
 from queen.store.events import EventKind
 from queen.store.records import (
     DefinitionRecord,
@@ -19,6 +19,7 @@ from queen.store.requests import DuplicateUserKey
 __all__ = [
     "Database",
     "DefinitionRecord",
+    "DuplicateKey",
     "DuplicateUserKey",
     "EventKind",
     "EventRecord",

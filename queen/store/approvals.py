@@ -346,8 +346,8 @@ async def add_vote(
     outcome: GateState,
     now: datetime,
 ) -> ApprovalVoteRecord:
-    """Record one vote. IntegrityError (the caller's transaction is then to be rolled back) when the
-    user already voted on this version or used this idempotency key on this gate."""
+    """Record one vote. IntegrityError (DuplicateKey out of the transaction, which is then rolled back)
+    when the user already voted on this version or used this idempotency key on this gate."""
     row = ApprovalVoteRow(
         gate_id=gate_id,
         version=version,

@@ -24,14 +24,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
 from queen.store._sqlite_inline import InlineConnection
 from queen.store._sqlite_inline import connect as connect_inline
 
-__all__ = ["MIGRATIONS_DIR", "Database", "async_url", "upgrade_to_head"]
+__all__ = ["MIGRATIONS_DIR", "Database", "DuplicateKey", "async_url", "upgrade_to_head"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -65,6 +65,19 @@ def upgrade_to_head(connection: Connection) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+class DuplicateKey(Exception):
+    """A transaction wrote a unique key that another transaction holds (often one that committed while
+    this one ran): it was rolled back; read again and decide anew. Other integrity errors (a missing
+    reference) stay SQLAlchemy's IntegrityError: they are bugs, not races."""
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL: unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(orig)  # SQLite
 
 
 class Database:
@@ -128,8 +141,13 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A new session inside one transaction: committed when the block ends, rolled back if it raises."""
-        async with self.session() as session, session.begin():
-            yield session
+        try:
+            async with self.session() as session, session.begin():
+                yield session
+        except IntegrityError as error:
+            if _is_unique_violation(error):
+                raise DuplicateKey(str(error.orig)) from error
+            raise
 
     def _create_sqlite_engine(self) -> AsyncEngine:
         database = self._url.database or ""

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ClauseElement
 
 from queen.domain.errors import NotFound
 from queen.store._clock import utc_now
+from queen.store._fast import FastStatement, returning_columns, run
 from queen.store.models import ApiTokenRow, ConfigRow, SecurityAuditRow
 
 __all__ = [
@@ -290,22 +293,51 @@ async def delete_config(
         raise NotFound(f"no {scope.value} config {name!r}" + (f" of {owner!r}" if owner else ""))
 
 
+_CONFIGS: Table = ConfigRow.__table__  # type: ignore[assignment]
+
+
+def _task_configs_statement(_dialect: Dialect) -> ClauseElement:
+    configs = _CONFIGS.c
+    return select(*configs).where(
+        configs.organization_id == bindparam("organization_id"),
+        or_(
+            configs.scope == ConfigScope.ORGANIZATION.value,
+            (configs.scope == ConfigScope.JOB.value) & (configs.owner == bindparam("job_type")),
+            (configs.scope == ConfigScope.USER.value) & (configs.owner == bindparam("user_id")),
+        ),
+    )
+
+
+# read for every task dispatched (in the transaction creating its row): compiled once (see _fast)
+_TASK_CONFIGS = FastStatement(_task_configs_statement, returning_columns(_CONFIGS))
+_SCOPE_RANK = {ConfigScope.ORGANIZATION: 0, ConfigScope.JOB: 1, ConfigScope.USER: 2}
+
+
 async def task_configs(
     session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
 ) -> list[ConfigRecord]:
     """The configs a task of `job_type` submitted by `user_id` sees, lowest precedence first
     (organisation, then the job type's, then the user's), so that later ones override earlier ones."""
-    stmt = select(ConfigRow).where(
-        ConfigRow.organization_id == organization_id,
-        or_(
-            ConfigRow.scope == ConfigScope.ORGANIZATION.value,
-            (ConfigRow.scope == ConfigScope.JOB.value) & (ConfigRow.owner == job_type),
-            (ConfigRow.scope == ConfigScope.USER.value) & (ConfigRow.owner == user_id),
-        ),
+    rows = await run(
+        session,
+        _TASK_CONFIGS,
+        {"organization_id": organization_id, "job_type": job_type, "user_id": user_id},
     )
-    rank = {ConfigScope.ORGANIZATION: 0, ConfigScope.JOB: 1, ConfigScope.USER: 2}
-    found = [_config(row) for row in (await session.scalars(stmt)).all()]
-    return sorted(found, key=lambda record: (rank[record.scope], record.name))
+    found = [
+        ConfigRecord(
+            id=row["id"],
+            organization_id=row["organization_id"],
+            scope=ConfigScope(row["scope"]),
+            owner=row["owner"],
+            name=row["name"],
+            secret=row["secret"],
+            value=row["value"],
+            key_id=row["key_id"],
+            updated_at=row["updated_at"],
+        )
+        for row in rows
+    ]
+    return sorted(found, key=lambda record: (_SCOPE_RANK[record.scope], record.name))
 
 
 # -- audit -------------------------------------------------------------------------------------------

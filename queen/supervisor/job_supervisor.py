@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,7 @@ from queen.domain.flow import Decision, Step, TaskOutcome
 from queen.domain.job_definition import JobDefinition, TaskDefinition, TaskMethod
 from queen.domain.states import JobState, TaskState
 from queen.domain.templating import builtins, parse_set_output, render
-from queen.domain.work import TaskReport, TaskWork
+from queen.domain.work import TaskConfigs, TaskReport, TaskWork
 from queen.notifier import ChangeNotifier
 from queen.store import (
     Database,
@@ -70,6 +70,14 @@ class Stop(enum.Enum):
     PAUSE = "pause"
 
 
+class TaskConfigReader(Protocol):
+    """Reads the configs a task gets in the caller's transaction (queen.security.ConfigService)."""
+
+    async def read_in(
+        self, session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
+    ) -> TaskConfigs: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SupervisorDeps:
     """What every supervisor needs; built once by the Queen."""
@@ -83,6 +91,8 @@ class SupervisorDeps:
     attempt_finished: Callable[[FinishedAttempt], None] = lambda _attempt: None
     # Spans, metrics and log context of the job's life (queen.telemetry).
     observer: JobObserver = field(default_factory=JobObserver)
+    # With it, a task's configs are read in the transaction that creates its row, not at dispatch.
+    configs: TaskConfigReader | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +174,7 @@ class JobSupervisor:
         self._execution: JobExecutionRecord | None = None
         self._cursor = Cursor(next_task=None)
         self._tasks: dict[str, TaskExecutionRecord] = {}
+        self._configs: dict[str, TaskConfigs] = {}  # read with a task's row, until its dispatch
         self._deadline: float | None = None
         self._timed_out = False
 
@@ -457,6 +468,14 @@ class JobSupervisor:
             job_request_id=self.request_id,
         )
         self._tasks[task.task_type] = record
+        request = self._require_request()
+        if self.deps.configs is not None and request.organization_id and not task.method.runs_in_queen:
+            self._configs[task.task_type] = await self.deps.configs.read_in(
+                session,
+                organization_id=request.organization_id,
+                job_type=request.job_type,
+                user_id=request.user_id,
+            )
         return record
 
     async def _reuse(self, task: TaskDefinition, record: TaskExecutionRecord) -> TaskExecutionRecord | None:
@@ -593,6 +612,7 @@ class JobSupervisor:
             task_retry=record.retried,
             dependent_artifact_ids=tuple(d for d in dependencies if d),
             traceparent=self.deps.observer.attempt_prepared(request, record),
+            configs=self._configs.pop(task.task_type, None),
         )
 
     # -- decisions -------------------------------------------------------------------------------

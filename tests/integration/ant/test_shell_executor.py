@@ -98,6 +98,28 @@ async def test_the_failing_command_is_named_however_the_shell_stops(
     assert result.failed_command == command
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["without-shell", "shell"])
+async def test_one_simple_command_reports_the_same_with_or_without_the_shell(
+    make_context: MakeContext, sink: RecordingSink, direct: bool
+) -> None:
+    shell = ShellExecutor(kill_grace=0.3, direct=direct)
+    result = await shell.run(
+        shell_spec("ls no-such-entry", after_script=("rmdir no-such-dir",)), make_context()
+    )
+    assert result.status is ExecutionStatus.FAILED
+    assert result.exit_code == "2"
+    assert result.failed_command == "ls no-such-entry"
+    assert result.error_message == "command 'ls no-such-entry' exited with status 2"
+    assert result.warnings == ("after_script command 'rmdir no-such-dir' exited with status 1",)
+    assert sink.texts(LogStream.SYSTEM)[:2] == ["$ ls no-such-entry", "$ rmdir no-such-dir"]
+    (stderr_ls, stderr_rmdir) = sink.texts(LogStream.STDERR)
+    assert "no-such-entry" in stderr_ls
+    assert "no-such-dir" in stderr_rmdir
+    ok = await shell.run(shell_spec("pwd"), make_context())
+    assert ok.status is ExecutionStatus.COMPLETED
+    assert ok.stdout[-1] == str(make_context().work_dir)
+
+
 async def test_after_script_runs_after_a_failure_and_its_failure_is_a_warning(
     shell: ShellExecutor, make_context: MakeContext, sink: RecordingSink
 ) -> None:

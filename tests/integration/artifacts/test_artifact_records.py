@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from queen.domain.errors import NotFound
-from queen.store import Database
+from queen.store import Database, DuplicateKey
 from queen.store import artifacts as records
 from queen.store.records import ArtifactKind, ArtifactRecord
 
@@ -144,7 +144,7 @@ async def test_expired_artifacts_of_every_organisation(db: Database) -> None:
 
 async def test_references_and_keys_must_hold(db: Database) -> None:
     await create(db, "x", minute=1, key="same/key")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DuplicateKey):
         await create(db, "y", minute=2, key="same/key")
     with pytest.raises(IntegrityError):
         await create(db, "z", minute=3, job_request_id=999_999)

@@ -26,7 +26,10 @@ from ant.executors.shell import ShellExecutor
 from ant.settings import AntSettings
 from ant.stream import AntClient
 from queen.app import Queen
+from queen.domain.approvals import Vote
 from queen.domain.identity import Identity
+from queen.domain.states import JobState
+from queen.services.approvals import Ballot
 from queen.services.requests import Submission
 from queen.settings import QueenSettings
 from queen.store import security as store
@@ -76,6 +79,30 @@ async def queen(tmp_path: Path) -> AsyncIterator[Queen]:
         await running.stop()
 
 
+async def shell_ant(queen: Queen, tmp_path: Path) -> AntClient:
+    """An in-process SHELL Ant with its own token (use as `async with await shell_ant(...)`)."""
+    ant_token = await mint(queen, "ant", user="ant:tests", ant_methods=["SHELL"])
+    settings = AntSettings(
+        queen_address=f"127.0.0.1:{queen.grpc_port}",
+        ant_id="ant-tests",
+        methods=[Method.SHELL],
+        work_dir=tmp_path / "ant",
+        credential=SecretStr(ant_token),
+        log_flush_interval=timedelta(milliseconds=50),
+        shutdown_grace=timedelta(milliseconds=200),
+        ack_timeout=timedelta(seconds=1),
+    )
+    return AntClient(settings, ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)}))
+
+
+async def until_ended(queen: Queen, owner: Identity, request_id: int) -> None:
+    async def ended() -> bool:
+        details = await queen.services.requests.get(owner, request_id)
+        return details.request.job_state.is_terminal
+
+    await assert_eventually(ended, timeout=30)
+
+
 def forms_of(secret: str) -> list[str]:
     raw = secret.encode()
     return [
@@ -105,25 +132,9 @@ async def test_a_secret_echoed_every_way_is_stored_and_served_nowhere(queen: Que
     assert stored.key_id
 
     await queen.services.definitions.upload(owner, JOB)
-    ant_token = await mint(queen, "ant", user="ant:leaky", ant_methods=["SHELL"])
-    settings = AntSettings(
-        queen_address=f"127.0.0.1:{queen.grpc_port}",
-        ant_id="ant-leaky",
-        methods=[Method.SHELL],
-        work_dir=tmp_path / "ant",
-        credential=SecretStr(ant_token),
-        log_flush_interval=timedelta(milliseconds=50),
-        shutdown_grace=timedelta(milliseconds=200),
-        ack_timeout=timedelta(seconds=1),
-    )
-    async with AntClient(settings, ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})):
+    async with await shell_ant(queen, tmp_path):
         request = await queen.services.requests.submit(owner, Submission(job_type="leaky", params={}))
-
-        async def finished() -> bool:
-            details = await queen.services.requests.get(owner, request.id)
-            return details.request.job_state.is_terminal
-
-        await assert_eventually(finished, timeout=30)
+        await until_ended(queen, owner, request.id)
 
     details = await queen.services.requests.get(owner, request.id)
     (task,) = details.tasks
@@ -153,3 +164,80 @@ async def test_a_secret_echoed_every_way_is_stored_and_served_nowhere(queen: Que
     for form in forms_of(SECRET):
         assert form not in everything, f"{form!r} leaked"
     assert "[MASKED]" in everything
+
+
+CONFIGURED = """\
+job_type: configured
+tasks:
+- task_type: before
+  method: SHELL
+  script: ['echo "before region=$REGION note=$NOTE key=$API_KEY"']
+  on_completed: wait
+- task_type: wait
+  method: MANUAL
+  on_exit_code: {APPROVED: after}
+- task_type: after
+  method: SHELL
+  retry: 1
+  delay_between_retries: 10ms
+  script:
+    - echo "after region=$REGION note=$NOTE key=$API_KEY"
+    - test -e "$MARKER" || { touch "$MARKER"; exit 3; }
+"""
+
+
+async def test_each_attempt_gets_the_configs_as_they_are_when_it_is_dispatched(
+    queen: Queen, tmp_path: Path
+) -> None:
+    """Narrowest scope wins (user over job over organisation); a config changed while the job waits is
+    what the next task sees, and so does a retry (whose configs are read at its dispatch)."""
+    owner = Identity("local", "dev", frozenset({"developer"}), authenticated=True)
+
+    async def put(scope: ConfigScope, owner_id: str, name: str, value: str, *, secret: bool = False) -> None:
+        await queen.configs.set(
+            organization_id="local",
+            scope=scope,
+            owner=owner_id,
+            name=name,
+            value=value,
+            secret=secret,
+            actor="tests",
+        )
+
+    await put(ConfigScope.ORGANIZATION, "", "REGION", "org-region")
+    await put(ConfigScope.JOB, "configured", "REGION", "job-region")
+    await put(ConfigScope.ORGANIZATION, "", "NOTE", "org-note")
+    await put(ConfigScope.USER, "dev", "NOTE", "user-note")
+    await put(ConfigScope.ORGANIZATION, "", "API_KEY", "k-first-1234", secret=True)
+    await queen.services.definitions.upload(owner, CONFIGURED)
+    async with await shell_ant(queen, tmp_path):
+        request = await queen.services.requests.submit(
+            owner, Submission(job_type="configured", params={"MARKER": str(tmp_path / "marker")})
+        )
+
+        async def at_gate() -> bool:
+            details = await queen.services.requests.get(owner, request.id)
+            return details.request.job_state is JobState.MANUAL_APPROVAL_REQUIRED
+
+        await assert_eventually(at_gate, timeout=30)
+        await put(ConfigScope.JOB, "configured", "REGION", "job-region-2")
+        await put(ConfigScope.ORGANIZATION, "", "API_KEY", "k-second-5678", secret=True)
+        operator = Identity("local", "ops", frozenset({"operator"}), authenticated=True)
+        await queen.services.approvals.decide(operator, request.id, "wait", Ballot(Vote.APPROVE))
+        await until_ended(queen, owner, request.id)
+
+    details = await queen.services.requests.get(owner, request.id)
+    assert details.request.job_state is JobState.COMPLETED, details.request
+    by_type = {task.task_type: task for task in details.tasks}
+    before, _ = queen.logs.snapshot(by_type["before"].id)
+    after, _ = queen.logs.snapshot(by_type["after"].id)
+    assert by_type["after"].retried == 1
+    assert [line.text for line in before if line.text.startswith("before")] == [
+        "before region=job-region note=user-note key=[MASKED]"
+    ]
+    assert [line.text for line in after if line.text.startswith("after")] == [
+        "after region=job-region-2 note=user-note key=[MASKED]"
+    ] * 2
+    everything = "\n".join(line.text for line in [*before, *after])
+    assert "k-first-1234" not in everything
+    assert "k-second-5678" not in everything

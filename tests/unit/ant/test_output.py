@@ -152,3 +152,34 @@ async def test_context_values_are_bounded_in_total() -> None:
     await collector.line(LogStream.STDOUT, "::set-output name=c::" + "z" * 10)
     assert collector.task_context == {"a": "short", "c": "z" * 10}
     assert any("'b' ignored" in w for w in collector.warnings)
+
+
+@pytest.mark.parametrize(
+    ("commands", "argv"),
+    [
+        (["true"], ["true"]),
+        (["ls -la /tmp"], ["ls", "-la", "/tmp"]),
+        (["make test VERBOSE=1"], ["make", "test", "VERBOSE=1"]),
+        (["echo hello world"], ["echo", "hello", "world"]),
+        (["true", "true"], None),  # two commands share a session: the shell runs them
+        (["cd /tmp"], None),  # builtins and keywords change or need the shell
+        (["export A=1"], None),
+        (["A=1 env"], None),  # an assignment
+        (["echo -e x"], None),  # the builtin's options differ from coreutils'
+        (['echo "$HOME"'], None),  # quotes, expansions
+        (["ls *"], None),
+        (["ls ~"], None),
+        (["true && false"], None),
+        (["ls > out"], None),
+        (["true # comment"], None),
+        (["./build.sh"], None),  # a path: relative to the shell's working directory
+        (["no-such-program-7f3a"], None),  # the shell says "command not found"
+        (["  true"], None),
+    ],
+)
+def test_one_simple_command_runs_without_a_shell(commands: list[str], argv: list[str] | None) -> None:
+    assert ScriptPlan.build(commands).direct_argv("/usr/local/bin:/usr/bin:/bin") == argv
+
+
+def test_a_program_is_looked_up_on_the_tasks_path_only() -> None:
+    assert ScriptPlan.build(["true"]).direct_argv("/nonexistent") is None
