@@ -15,6 +15,7 @@ commit. One session per asyncio task; never share one across `gather`.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
@@ -80,6 +81,31 @@ def _is_unique_violation(error: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in str(orig)  # SQLite
 
 
+# A pooled connection unused for this long is pinged before use (a server restart or an idle cut by a proxy
+# shows there, not inside a transaction); one in steady use is not, since a ping is a round trip and
+# SQLAlchemy's pool_pre_ping would add one to every transaction of the dispatch path.
+_PING_AFTER_IDLE = 1.0
+_CHECKED_IN_AT = "formicary_checked_in_at"
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN_AT)
+        if since is None or time.monotonic() - since < _PING_AFTER_IDLE:
+            return  # a new connection, or one used a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool drops this connection and checks out another (or a new one)
+            raise DisconnectionError(f"a pooled connection failed its ping: {error}") from error
+
+
 class Database:
     """An async engine and session factory for one database URL; `start()` migrates it to head.
 
@@ -116,7 +142,8 @@ class Database:
         if self.dialect_name == "sqlite":
             engine = self._create_sqlite_engine()
         else:
-            engine = create_async_engine(self._url, echo=self._echo, pool_pre_ping=True)
+            engine = create_async_engine(self._url, echo=self._echo)
+            _ping_when_idle(engine)
         try:
             async with engine.begin() as connection:
                 await connection.run_sync(upgrade_to_head)
