@@ -726,10 +726,11 @@ async def measure_echo(round_trips: int, pipelined: int) -> Echo:
 
 
 class _Timing:
-    """A DispatchProgress that only notes when the attempt was accepted."""
+    """A DispatchProgress that only notes when the attempt was accepted (the time the registry saw the
+    TaskAccepted frame: reported late, or with the outcome, see AntRegistry._follow)."""
 
     def __init__(self) -> None:
-        self.accepted_at: float | None = None
+        self.accepted_at: datetime | None = None
 
     async def waiting(self, reason: str) -> None:
         return None
@@ -737,8 +738,8 @@ class _Timing:
     async def dispatched(self, ant_id: str, ant_host: str) -> None:
         return None
 
-    async def accepted(self, ant_id: str) -> None:
-        self.accepted_at = time.perf_counter()
+    async def accepted(self, ant_id: str, at: datetime | None = None) -> None:
+        self.accepted_at = at
 
 
 @dataclass(frozen=True, slots=True)
@@ -806,15 +807,16 @@ async def measure_stream(
 
     async def one() -> tuple[float, float]:
         progress = _Timing()
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), datetime.now(UTC)
         outcome = await queen.registry.run(work(), progress)
         end = time.perf_counter()
         await outcome.ack()
         if outcome.report.state is not TaskState.COMPLETED:
             raise BenchError(f"stream attempt ended {outcome.report}")
-        if progress.accepted_at is None:
+        accepted_at = outcome.accepted.at if outcome.accepted is not None else progress.accepted_at
+        if accepted_at is None:
             raise BenchError("a stream attempt finished without being accepted")
-        return progress.accepted_at - start, end - start
+        return (accepted_at - started_at).total_seconds(), end - start
 
     for _ in range(20):  # warm-up
         await one()

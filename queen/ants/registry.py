@@ -15,8 +15,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from google.protobuf.duration_pb2 import Duration
@@ -28,13 +28,15 @@ from queen.ants.waiting import WaitingAttempts
 from queen.domain.job_definition import TaskMethod
 from queen.domain.states import TaskState
 from queen.domain.work import TaskReport, TaskWork
-from queen.supervisor.dispatch import DispatchOutcome, DispatchProgress
+from queen.supervisor.dispatch import Acceptance, DispatchOutcome, DispatchProgress
 from queen.telemetry.metrics import METRICS
 
 __all__ = ["ERR_ANT_LOST", "AntRegistry", "AntSnapshot", "LogSink", "RegistrationError"]
 
 ERR_ANT_LOST = "ERR_ANT_LOST"
 _WAIT_REPORT_DELAY = 0.5
+# How long an acceptance waits for the attempt's result before it is reported on its own (see _follow).
+_ACCEPT_WRITE_DELAY = timedelta(milliseconds=10)
 
 
 class LogSink(Protocol):
@@ -103,8 +105,10 @@ class AntRegistry:
         log_sink: LogSink,
         on_capacity: Callable[[], None] = lambda: None,
         queen_methods: frozenset[TaskMethod] = frozenset(),
+        accept_write_delay: timedelta = _ACCEPT_WRITE_DELAY,
     ) -> None:
         self._heartbeat_interval = heartbeat_interval
+        self._accept_write_delay = accept_write_delay.total_seconds()
         self._heartbeat_timeout = heartbeat_timeout
         self._ping_interval = heartbeat_interval
         self._log_sink = log_sink
@@ -207,15 +211,17 @@ class AntRegistry:
 
         A wait for a slot is reported only if it lasts `report_wait_after` seconds: a slot usually frees
         within milliseconds, and writing the reason (and clearing it) would cost two transactions.
+        Likewise an acceptance is reported only if no result follows within `accept_write_delay`: a
+        short task's acceptance goes with its outcome (`DispatchOutcome.accepted`) and is recorded in
+        the result's transaction, one transaction fewer per task.
         """
         try:
             early: DispatchEvent | None = None
-            if report_wait_after is not None and dispatch.events.empty():
-                try:
-                    async with asyncio.timeout(report_wait_after):
-                        early = await dispatch.events.get()
-                except TimeoutError:
+            if report_wait_after is not None:
+                early = await _next_event(dispatch, report_wait_after)
+                if early is None:
                     await progress.waiting(self._wait_reason(dispatch.work))
+            unwritten: Acceptance | None = None
             while True:
                 event = early if early is not None else await dispatch.events.get()
                 early = None
@@ -223,14 +229,18 @@ class AntRegistry:
                     case EventKind.DISPATCHED:
                         await progress.dispatched(event.ant_id, event.ant_host)
                     case EventKind.ACCEPTED:
-                        # a result already in (a short task) makes the EXECUTING write moot: the result's
-                        # transaction records the attempt at once, one transaction fewer per task
+                        unwritten = Acceptance(event.ant_id, event.at or datetime.now(UTC))
                         if not dispatch.finished:
-                            await progress.accepted(event.ant_id)
+                            early = await _next_event(dispatch, self._accept_write_delay)
+                        if not dispatch.finished:
+                            await progress.accepted(unwritten.ant_id, unwritten.at)
+                            unwritten = None
                     case EventKind.REJECTED:
                         await progress.waiting(f"Ant {event.ant_id} refused the task: {event.reason}")
                     case EventKind.FINISHED:
                         assert event.outcome is not None
+                        if unwritten is not None:
+                            return replace(event.outcome, accepted=unwritten)
                         return event.outcome
         except asyncio.CancelledError:
             self._abandon(dispatch)
@@ -494,3 +504,14 @@ class AntRegistry:
                             _lost_report(waiting.ant_id, f"Ant {waiting.ant_id} did not come back")
                         )
                     )
+
+
+async def _next_event(dispatch: Dispatch, within: float) -> DispatchEvent | None:
+    """The dispatch's next event if one comes within `within` seconds, else None (nothing is lost)."""
+    if not dispatch.events.empty():
+        return dispatch.events.get_nowait()
+    try:
+        async with asyncio.timeout(within):
+            return await dispatch.events.get()
+    except TimeoutError:
+        return None

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from formicary.v1 import ant_service_pb2
 from queen.ants._convert import task_request
@@ -38,6 +39,7 @@ class DispatchEvent:
     ant_host: str = ""
     reason: str = ""
     outcome: DispatchOutcome | None = None
+    at: datetime | None = None  # when the Queen received it (ACCEPTED)
 
 
 @dataclass(slots=True, eq=False)
@@ -219,7 +221,9 @@ class AntSession:
         if dispatch is None or dispatch.accepted or dispatch.finished:
             return
         dispatch.accepted = True
-        dispatch.events.put_nowait(DispatchEvent(EventKind.ACCEPTED, ant_id=self.ant_id))
+        dispatch.events.put_nowait(
+            DispatchEvent(EventKind.ACCEPTED, ant_id=self.ant_id, at=datetime.now(UTC))
+        )
 
     def rejected(self, sequence: int, reason: str) -> Dispatch | None:
         """Forget a refused dispatch and return it, to be routed again."""

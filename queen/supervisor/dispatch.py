@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from queen.domain.job_definition import TaskMethod
 from queen.domain.work import TaskReport, TaskWork
 
-__all__ = ["DispatchOutcome", "DispatchProgress", "TaskDispatcher"]
+__all__ = ["Acceptance", "DispatchOutcome", "DispatchProgress", "TaskDispatcher"]
 
 
 async def _no_ack() -> None:
@@ -17,11 +18,25 @@ async def _no_ack() -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Acceptance:
+    """An Ant accepted the attempt at `at`."""
+
+    ant_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchOutcome:
-    """The report of a finished attempt, and `ack` to call once it is committed (the Ant then forgets it)."""
+    """The report of a finished attempt, and `ack` to call once it is committed (the Ant then forgets it).
+
+    `accepted`: the acceptance that was NOT reported through `DispatchProgress.accepted` because the
+    result came first or within the dispatcher's short write delay; the supervisor records it (the
+    EXECUTING state, with its time) in the result's transaction, so a short task costs one transaction.
+    """
 
     report: TaskReport
     ack: Callable[[], Awaitable[None]] = _no_ack
+    accepted: Acceptance | None = None
 
 
 class DispatchProgress(Protocol):
@@ -33,8 +48,8 @@ class DispatchProgress(Protocol):
     async def dispatched(self, ant_id: str, ant_host: str) -> None:
         """The task was sent to an Ant (state STARTED)."""
 
-    async def accepted(self, ant_id: str) -> None:
-        """The Ant accepted it (state EXECUTING)."""
+    async def accepted(self, ant_id: str, at: datetime | None = None) -> None:
+        """The Ant accepted it at `at` (state EXECUTING)."""
 
 
 class TaskDispatcher(Protocol):

@@ -138,24 +138,11 @@ class _Progress:
         # The state moves on acceptance; the Ant is recorded now so operators see where it went.
         self._supervisor.note_dispatched(ant_id)
 
-    async def accepted(self, ant_id: str) -> None:
+    async def accepted(self, ant_id: str, at: datetime | None = None) -> None:
         if self.task.task_state is TaskState.EXECUTING:
             return
-        observer = self._supervisor.deps.observer
-        span_id = observer.attempt_accepted(self._supervisor._require_request(), self.task, ant_id)
         async with self._supervisor.deps.db.transaction() as session:
-            self.task = await executions.transition_task(
-                session,
-                self.task.id,
-                self.task.task_state,
-                TaskState.EXECUTING,
-                ant_id=ant_id,
-                span_id=span_id,
-                started_at=self.task.started_at or utc_now(),
-                job_request_id=self._supervisor.request_id,
-            )
-            # the wait for an Ant (if one was recorded) ends with the acceptance, in its transaction
-            await self._supervisor.set_wait_reason_in(session, "")
+            self.task = await self._supervisor.record_acceptance(session, self.task, ant_id, at or utc_now())
         self._supervisor.announce()
 
 
@@ -194,6 +181,26 @@ class JobSupervisor:
 
     def note_dispatched(self, ant_id: str) -> None:
         log.debug("task_dispatched", job_request_id=self.request_id, ant_id=ant_id)
+
+    async def record_acceptance(
+        self, session: AsyncSession, task: TaskExecutionRecord, ant_id: str, at: datetime
+    ) -> TaskExecutionRecord:
+        """The attempt runs on `ant_id` since `at`: EXECUTING, in the caller's transaction (its own, or the
+        result's when the result came first); the wait for an Ant, if one was recorded, ends with it."""
+        span_id = self.deps.observer.attempt_accepted(self._require_request(), task, ant_id, at)
+        task = await executions.transition_task(
+            session,
+            task.id,
+            task.task_state,
+            TaskState.EXECUTING,
+            ant_id=ant_id,
+            span_id=span_id,
+            started_at=task.started_at or at,
+            job_request_id=self.request_id,
+            now=at,
+        )
+        await self.set_wait_reason_in(session, "")
+        return task
 
     async def set_wait_reason(self, reason: str) -> None:
         if reason == self._wait_reason:
@@ -647,7 +654,11 @@ class JobSupervisor:
             if self._timed_out:
                 decision = Decision(Step.END_JOB, job_state=JobState.FAILED, error_code=ERR_JOB_TIMEOUT)
         now = utc_now()
+        accepted = attempt.dispatch.accepted if attempt.dispatch is not None else None
         async with self.deps.db.transaction() as session:
+            if accepted is not None and record.task_state is not TaskState.EXECUTING:
+                # a short task: its acceptance was left for this transaction (DispatchOutcome.accepted)
+                record = await self.record_acceptance(session, record, accepted.ant_id, accepted.at)
             if report is not None:
                 record = await self._store_result(session, record, report, now)
             self._tasks[task.task_type] = record

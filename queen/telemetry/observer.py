@@ -65,12 +65,17 @@ class JobObserver:
         structlog.contextvars.bind_contextvars(task_type=record.task_type, span_id=span_id or None)
         return self.spans.traceparent(request, record)
 
-    def attempt_accepted(self, request: JobRequestRecord, record: TaskExecutionRecord, ant_id: str) -> str:
-        """An Ant accepted the attempt; returns the attempt's span id (stored with the EXECUTING state)."""
+    def attempt_accepted(
+        self, request: JobRequestRecord, record: TaskExecutionRecord, ant_id: str, at: datetime | None = None
+    ) -> str:
+        """An Ant accepted the attempt (at `at`, default now); returns the attempt's span id (stored with
+        the EXECUTING state)."""
         attempt = self._attempts.get(record.id)
         if attempt is not None:
-            attempt.accepted_at = utc_now()
-            self.metrics.task_accepted(record.method, time.monotonic() - attempt.prepared)
+            now = utc_now()
+            attempt.accepted_at = at or now
+            since = (now - attempt.accepted_at).total_seconds()  # recorded later than it happened
+            self.metrics.task_accepted(record.method, time.monotonic() - since - attempt.prepared)
         structlog.contextvars.bind_contextvars(ant_id=ant_id)
         return task_span_id(request, record)
 

@@ -12,29 +12,22 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from ant.executors.methods import Method
-from ant.executors.registry import ExecutorRegistry
-from ant.executors.shell import ShellExecutor
-from ant.settings import AntSettings
-from ant.stream import AntClient
 from queen.app import Queen
 from queen.domain.approvals import Vote
 from queen.domain.identity import Identity
 from queen.domain.states import JobState
 from queen.services.approvals import Ballot
 from queen.services.requests import Submission
-from queen.settings import QueenSettings
 from queen.store import security as store
 from queen.store.security import ConfigScope
 from sdk.client import Client
+from tests.fixtures.ants import embedded_queen, shell_ant
 from tests.fixtures.auth import bearer, mint
 from tests.fixtures.waiting import assert_eventually
 
@@ -63,36 +56,8 @@ tasks:
 
 @pytest.fixture
 async def queen(tmp_path: Path) -> AsyncIterator[Queen]:
-    settings = QueenSettings(
-        grpc_port=0,
-        http_port=0,
-        data_dir=tmp_path / "queen",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'q.db'}",
-        heartbeat_interval=timedelta(milliseconds=200),
-        sweep_interval=timedelta(seconds=1),
-    )
-    running = Queen(settings)
-    await running.start()
-    try:
+    async with embedded_queen(tmp_path) as running:
         yield running
-    finally:
-        await running.stop()
-
-
-async def shell_ant(queen: Queen, tmp_path: Path) -> AntClient:
-    """An in-process SHELL Ant with its own token (use as `async with await shell_ant(...)`)."""
-    ant_token = await mint(queen, "ant", user="ant:tests", ant_methods=["SHELL"])
-    settings = AntSettings(
-        queen_address=f"127.0.0.1:{queen.grpc_port}",
-        ant_id="ant-tests",
-        methods=[Method.SHELL],
-        work_dir=tmp_path / "ant",
-        credential=SecretStr(ant_token),
-        log_flush_interval=timedelta(milliseconds=50),
-        shutdown_grace=timedelta(milliseconds=200),
-        ack_timeout=timedelta(seconds=1),
-    )
-    return AntClient(settings, ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)}))
 
 
 async def until_ended(queen: Queen, owner: Identity, request_id: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,6 +16,7 @@ from queen.domain.job_definition import TaskDefinition, TaskMethod
 from queen.domain.states import TaskState
 from queen.domain.work import TaskWork
 from queen.supervisor.dispatch import DispatchOutcome
+from tests.fixtures.waiting import assert_eventually
 
 pytestmark = pytest.mark.unit
 
@@ -34,7 +35,7 @@ class Progress:
     async def dispatched(self, ant_id: str, ant_host: str) -> None:
         return None
 
-    async def accepted(self, ant_id: str) -> None:
+    async def accepted(self, ant_id: str, at: datetime | None = None) -> None:
         return None
 
 
@@ -164,3 +165,67 @@ async def test_the_stream_handle_hands_frames_over_in_order_and_wakes_its_writer
     await asyncio.sleep(0)
     stream.wake()  # the reader ended: the writer looks again
     await asyncio.wait_for(waiter, 1)
+
+
+class RecordingProgress(Progress):
+    def __init__(self) -> None:
+        self.accepted_by: list[tuple[str, datetime | None]] = []
+
+    async def accepted(self, ant_id: str, at: datetime | None = None) -> None:
+        self.accepted_by.append((ant_id, at))
+
+
+def result_frame(name: str, sequence: int) -> Req:
+    response = task_pb2.TaskResponse(
+        task_execution_id=name, correlation_id=f"{name}:0.0", status=state_pb2.TASK_STATE_COMPLETED
+    )
+    return Req(task_result=Req.TaskResult(sequence=sequence, response=response))
+
+
+async def test_an_acceptance_is_reported_with_the_result_when_the_result_follows_soon() -> None:
+    ants = AntRegistry(
+        heartbeat_interval=timedelta(seconds=10),
+        heartbeat_timeout=timedelta(seconds=60),
+        log_sink=NoLogs(),
+        accept_write_delay=timedelta(seconds=30),  # "soon": anything before the test ends
+    )
+    session, stream = connect(ants, "a1", capacity=2)
+    progress = RecordingProgress()
+    run = asyncio.create_task(ants.run(work("short"), progress))
+    await asyncio.sleep(0)
+    heartbeat(ants, session, free=2, acked=0, running=[])
+    assert dispatched(stream) == ["short"]
+    before = datetime.now(UTC)
+    ants.received(session, Req(task_accepted=Req.TaskAccepted(sequence=1, task_execution_id="short")))
+    await asyncio.sleep(0.01)
+    ants.received(session, result_frame("short", 1))
+    outcome = await run
+    assert progress.accepted_by == []  # left for the result's transaction
+    assert outcome.accepted is not None
+    assert outcome.accepted.ant_id == "a1"
+    assert before <= outcome.accepted.at <= datetime.now(UTC) - timedelta(seconds=0.01)
+
+
+async def test_an_acceptance_is_reported_alone_when_no_result_follows_within_the_delay() -> None:
+    ants = AntRegistry(
+        heartbeat_interval=timedelta(seconds=10),
+        heartbeat_timeout=timedelta(seconds=60),
+        log_sink=NoLogs(),
+        accept_write_delay=timedelta(0),
+    )
+    session, stream = connect(ants, "a1", capacity=2)
+    progress = RecordingProgress()
+    run = asyncio.create_task(ants.run(work("long"), progress))
+    await asyncio.sleep(0)
+    heartbeat(ants, session, free=2, acked=0, running=[])
+    assert dispatched(stream) == ["long"]
+    ants.received(session, Req(task_accepted=Req.TaskAccepted(sequence=1, task_execution_id="long")))
+
+    async def reported() -> bool:
+        return bool(progress.accepted_by)
+
+    await assert_eventually(reported, timeout=5)
+    ants.received(session, result_frame("long", 1))
+    outcome = await run
+    assert [ant for ant, _ in progress.accepted_by] == ["a1"]
+    assert outcome.accepted is None
