@@ -71,16 +71,31 @@ class LocalObjectStore:
         del content_type  # the record keeps it; a file has none
         path = self.path_of(key)
         meter = ContentMeter(max_bytes, expected_size=expected_size, expected_sha256=expected_sha256)
+        # The first _WRITE_BATCH bytes are gathered before any file exists: an object that small (a task
+        # log, most artifacts) is then written, flushed and renamed in ONE worker-thread call.
+        stream = aiter(chunks)
+        pending = bytearray()
+        ended = False
+        while len(pending) < _WRITE_BATCH:
+            chunk = await anext(stream, None)
+            if chunk is None:
+                ended = True
+                break
+            meter.add(chunk)
+            pending += chunk
+        if ended:
+            stored = meter.finish()
+            await self._io(key, self._write_whole, bytes(pending), path, undo=self._remove)
+            return stored
         file, temp = await self._io(key, self._create_temp, path.parent, undo=self._abandon_temp)
         done = False
         try:
-            pending = bytearray()
-            async for chunk in chunks:
-                meter.add(chunk)
-                pending += chunk
+            async for chunk in stream:
                 if len(pending) >= _WRITE_BATCH:
                     data, pending = bytes(pending), bytearray()
                     await self._io(key, file.write, data)
+                meter.add(chunk)
+                pending += chunk
             stored = meter.finish()
             await self._io(key, self._commit, file, bytes(pending), temp, path)
             done = True
@@ -149,6 +164,16 @@ class LocalObjectStore:
                 continue  # pruned by a concurrent delete between mkdir and open
             return os.fdopen(fd, "wb"), temp
         raise AssertionError("unreachable")
+
+    def _write_whole(self, data: bytes, path: Path) -> Path:
+        """A small object in one go: temporary file, content, fsync, rename, fsync of the directory."""
+        file, temp = self._create_temp(path.parent)
+        try:
+            self._commit(file, data, temp, path)
+        except BaseException:
+            self._abandon(file, temp, path)
+            raise
+        return path
 
     def _commit(self, file: BinaryIO, tail: bytes, temp: Path, path: Path) -> None:
         with file:

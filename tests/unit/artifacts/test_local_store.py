@@ -49,19 +49,20 @@ async def test_put_stores_the_content_with_its_size_and_digest(store: LocalObjec
 
 
 async def test_the_object_appears_only_when_the_stream_is_complete(store: LocalObjectStore) -> None:
+    big = DATA * 3
     release = asyncio.Event()
     sent = 0
 
     async def slow() -> AsyncIterator[bytes]:
         nonlocal sent
-        async for chunk in chunks_of(DATA):
+        async for chunk in chunks_of(big):
             yield chunk
             sent += 1
-            if sent == 8:
+            if sent == 24:  # 1.5 MiB: beyond what is gathered before a file is made
                 await release.wait()
 
-    upload = asyncio.create_task(store.put(KEY, slow(), max_bytes=len(DATA)))
-    await assert_eventually(lambda: sent == 8)
+    upload = asyncio.create_task(store.put(KEY, slow(), max_bytes=len(big)))
+    await assert_eventually(lambda: sent == 24)
     directory = store.path_of(KEY).parent
     # mid-stream: a hidden temporary file next to where the object will be, and no object
     temporary = await assert_eventually(lambda: list(directory.iterdir()))
@@ -71,7 +72,24 @@ async def test_the_object_appears_only_when_the_stream_is_complete(store: LocalO
     release.set()
     await upload
     assert [path.name for path in directory.iterdir()] == ["app.whl"]
-    assert store.path_of(KEY).read_bytes() == DATA
+    assert store.path_of(KEY).read_bytes() == big
+
+
+async def test_a_small_object_is_written_in_one_worker_thread_call(
+    store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = asyncio.to_thread
+
+    async def counting(function: Any, *args: Any) -> Any:
+        calls.append(getattr(function, "__name__", repr(function)))
+        return await real(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    await store.put(KEY, chunks_of(DATA[:200_000]), max_bytes=len(DATA))
+    assert calls == ["_write_whole"]
+    assert store.path_of(KEY).read_bytes() == DATA[:200_000]
+    assert [path.name for path in store.path_of(KEY).parent.iterdir()] == ["app.whl"]
 
 
 async def test_a_put_beyond_the_limit_leaves_nothing(store: LocalObjectStore) -> None:
