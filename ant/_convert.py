@@ -28,6 +28,7 @@ from formicary.v1 import (
 )
 
 __all__ = [
+    "PROTOCOL_VERSION",
     "InvalidTaskRequest",
     "SessionTerms",
     "accepted_frame",
@@ -73,6 +74,8 @@ _STREAMS: dict[LogStream, log_line_pb2.LogStream.ValueType] = {
 _PULL_POLICIES = {p.value: p for p in PullPolicy}
 
 DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
+# The highest version of the stream protocol this Ant speaks (ant_service.proto, PROTOCOL VERSIONS).
+PROTOCOL_VERSION = 2
 DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 
 
@@ -321,6 +324,7 @@ class SessionTerms:
     heartbeat_timeout: timedelta = DEFAULT_HEARTBEAT_TIMEOUT
     ping_interval: timedelta | None = None
     config: Mapping[str, str] = field(default_factory=dict)
+    protocol_version: int = 1  # of this stream (ant_service.proto, PROTOCOL VERSIONS)
 
 
 def session_from_proto(registered: ant_service_pb2.ConnectResponse.Registered) -> SessionTerms:
@@ -336,6 +340,7 @@ def session_from_proto(registered: ant_service_pb2.ConnectResponse.Registered) -
         heartbeat_timeout=timeout if timeout and timeout > timedelta(0) else DEFAULT_HEARTBEAT_TIMEOUT,
         ping_interval=ping if ping and ping > timedelta(0) else None,
         config=dict(registered.config),
+        protocol_version=max(registered.protocol_version, 1),
     )
 
 
@@ -359,7 +364,7 @@ def register_frame(
         version=version,
         labels=dict(labels),
         host=host,
-        protocol_version=1,
+        protocol_version=PROTOCOL_VERSION,
     )
     if resume is not None:
         session_id, last_acked, held = resume
@@ -396,20 +401,29 @@ def pong_frame(nonce: int) -> Req:
     return Req(pong=Req.Pong(nonce=nonce))
 
 
+def _log_lines(entries: Iterable[LogEntry]) -> list[log_line_pb2.LogLine]:
+    return [
+        log_line_pb2.LogLine(
+            sequence=e.sequence, time=_timestamp(e.time), stream=_STREAMS[e.stream], text=e.text
+        )
+        for e in entries
+    ]
+
+
 def log_lines_frame(task_execution_id: str, task_retry: int, entries: Iterable[LogEntry]) -> Req:
     return Req(
         log_lines=Req.LogLines(
-            task_execution_id=task_execution_id,
-            task_retry=task_retry,
-            lines=[
-                log_line_pb2.LogLine(
-                    sequence=e.sequence, time=_timestamp(e.time), stream=_STREAMS[e.stream], text=e.text
-                )
-                for e in entries
-            ],
+            task_execution_id=task_execution_id, task_retry=task_retry, lines=_log_lines(entries)
         )
     )
 
 
-def result_frame(sequence: int, response: task_pb2.TaskResponse) -> Req:
-    return Req(task_result=Req.TaskResult(sequence=sequence, response=response))
+def result_frame(
+    sequence: int, response: task_pb2.TaskResponse, *, task_retry: int = 0, lines: Iterable[LogEntry] = ()
+) -> Req:
+    """TaskResult; `lines` (protocol 2) are the attempt's last log lines, carried along (section 6)."""
+    return Req(
+        task_result=Req.TaskResult(
+            sequence=sequence, response=response, lines=_log_lines(lines), task_retry=task_retry
+        )
+    )

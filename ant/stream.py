@@ -61,7 +61,7 @@ from ant.executors.context import LogStream
 from ant.executors.registry import ExecutorRegistry
 from ant.executors.result import EXIT_CODE_FAILED, ErrorCode, ExecutionResult, ExecutionStatus
 from ant.ledger import DispatchVerdict, TaskLedger
-from ant.log_buffer import MAX_FRAME_LINES, AttemptLog
+from ant.log_buffer import MAX_FRAME_LINES, AttemptLog, LogEntry
 from ant.outbound import OutboundQueue
 from ant.settings import AntSettings
 from formicary.v1 import ant_service_pb2, ant_service_pb2_grpc, task_pb2
@@ -147,6 +147,7 @@ class _Connection:
     last_received: float
     ended: asyncio.Future[_End]
     log_deadline: asyncio.TimerHandle | None = None  # when waiting lines are sent even on a busy stream
+    reported: tuple[int, int] = (0, 0)  # free_slots and last_acked_sequence of the last Heartbeat built
 
     def finish(self, end: _End) -> None:
         if not self.ended.done():
@@ -587,6 +588,8 @@ class AntClient:
     # ------------------------------------------------------------------------------------ dispatches
 
     def _on_dispatch(self, dispatch: Resp.DispatchTask, conn: _Connection) -> None:
+        for result_sequence in dispatch.acked_result_sequences:  # protocol 2: acks ride along (section 5)
+            self._on_ack(result_sequence)
         sequence = dispatch.sequence
         request = dispatch.request
         task_execution_id = request.task_execution_id
@@ -616,6 +619,7 @@ class AntClient:
         )
         if decision.verdict is DispatchVerdict.REJECT:
             conn.out.put_control(_convert.rejected_frame(sequence, task_execution_id, decision.reason))
+            self._window_may_be_short()
             self._log.info(
                 "task_rejected",
                 task_execution_id=task_execution_id,
@@ -719,7 +723,7 @@ class AntClient:
         self._log.info(
             "task_result_acknowledged", task_execution_id=task_execution_id, sequence=result_sequence
         )
-        self._request_heartbeat()  # a slot is free again (section 3)
+        self._window_may_be_short()  # a slot is free again (section 3)
         self._attempts_changed()
 
     def _on_drain(self, reason: str) -> None:
@@ -735,17 +739,29 @@ class AntClient:
         if self._connection is not None:
             self._send_heartbeat(self._connection)
 
+    def _window_may_be_short(self) -> None:
+        """Send a Heartbeat if the Queen's dispatch window, as this Ant can compute it (the last Heartbeat
+        sent, minus the dispatches answered since), is at most half of max_capacity (section 3)."""
+        conn = self._connection
+        if conn is None:
+            return
+        free, acked = conn.reported
+        window = free - (self._ledger.last_acked_sequence - acked)
+        if window <= self._settings.capacity // 2:
+            self._send_heartbeat(conn)
+
     def _send_heartbeat(self, conn: _Connection) -> None:
         """A Heartbeat, built when its turn comes: after the answers queued before it, with the state
         as it is then; requests made while one waits are answered by that one (section 3)."""
         conn.out.put_deferred(self._heartbeat_frame)
 
     def _heartbeat_frame(self) -> Req:
+        free_slots = self._ledger.free_slots(accepting=self._phase is AntPhase.RUNNING)
+        last_acked = self._ledger.last_acked_sequence
+        if self._connection is not None:
+            self._connection.reported = (free_slots, last_acked)
         return _convert.heartbeat_frame(
-            held=self._ledger.held_ids,
-            free_slots=self._ledger.free_slots(accepting=self._phase is AntPhase.RUNNING),
-            load=_load(),
-            last_acked_sequence=self._ledger.last_acked_sequence,
+            held=self._ledger.held_ids, free_slots=free_slots, load=_load(), last_acked_sequence=last_acked
         )
 
     async def _heartbeats(self, conn: _Connection) -> None:
@@ -795,18 +811,24 @@ class AntClient:
         """Queue what `attempt` has to send; False if lines are left for lack of room."""
         spec = attempt.request.spec
         out = conn.out
-        while attempt.log.pending_count:
-            if not out.bulk_room:
-                return False
-            out.put_bulk(
-                _convert.log_lines_frame(spec.task_execution_id, spec.task_retry, attempt.log.take_batch())
-            )
-        if (
+        result_due = (
             attempt.result is not None
             and attempt.result_sequence is not None
             and attempt.result_sent_on != conn.number
             and self._attempts.get(spec.task_execution_id) is attempt
-        ):
+        )
+        last_lines: list[LogEntry] = []
+        while attempt.log.pending_count:
+            if not out.bulk_room:
+                return False
+            batch = attempt.log.take_batch()
+            if result_due and conn.terms.protocol_version >= 2 and not attempt.log.pending_count:
+                last_lines = batch  # protocol 2: the last batch travels in the TaskResult (section 6)
+                break
+            out.put_bulk(_convert.log_lines_frame(spec.task_execution_id, spec.task_retry, batch))
+        if result_due:
+            assert attempt.result is not None
+            assert attempt.result_sequence is not None
             response = _convert.response_from_result(
                 attempt.request,
                 attempt.result,
@@ -815,7 +837,10 @@ class AntClient:
                 tags=self._settings.tags,
             )
             attempt.result_sent_on = conn.number
-            out.put_bulk(_convert.result_frame(attempt.result_sequence, response))  # beyond the room: small
+            frame = _convert.result_frame(
+                attempt.result_sequence, response, task_retry=spec.task_retry, lines=last_lines
+            )
+            out.put_bulk(frame)  # beyond the room: small
             self._log.info(
                 "task_result_sent",
                 task_execution_id=spec.task_execution_id,

@@ -35,6 +35,8 @@ __all__ = ["ERR_ANT_LOST", "AntRegistry", "AntSnapshot", "LogSink", "Registratio
 
 ERR_ANT_LOST = "ERR_ANT_LOST"
 _WAIT_REPORT_DELAY = 0.5
+# The highest version of the Ant stream protocol this Queen speaks (ant_service.proto, PROTOCOL VERSIONS).
+PROTOCOL_VERSION = 2
 # How long an acceptance waits for the attempt's result before it is reported on its own (see _follow).
 _ACCEPT_WRITE_DELAY = timedelta(milliseconds=10)
 
@@ -314,7 +316,8 @@ class AntRegistry:
             raise RegistrationError(
                 "PERMISSION_DENIED", f"ant_id {register.ant_id!r} is in use by another organisation's Ant"
             )
-        stream = StreamHandle()
+        protocol = min(max(register.protocol_version, 1), PROTOCOL_VERSION)
+        stream = StreamHandle(fold_acks=protocol >= 2)
         resume = register.resume if register.HasField("resume") else None
         resumed_tasks: list[ant_service_pb2.ConnectResponse.Registered.ResumedTask] = []
         reported = set(resume.running_task_execution_ids) if resume is not None else set()
@@ -366,6 +369,7 @@ class AntRegistry:
                 heartbeat_interval=_duration(self._heartbeat_interval),
                 heartbeat_timeout=_duration(self._heartbeat_timeout),
                 ping_interval=_duration(self._ping_interval),
+                protocol_version=protocol,
             )
         )
         stream.send(registered)
@@ -387,10 +391,6 @@ class AntRegistry:
         if queen_side:
             names = ", ".join(sorted(m.value for m in queen_side))
             raise RegistrationError("INVALID_ARGUMENT", f"only the Queen runs {names}")
-        if register.protocol_version not in (0, 1):
-            raise RegistrationError(
-                "FAILED_PRECONDITION", f"protocol_version {register.protocol_version} unsupported"
-            )
 
     def _adopt_reattached(
         self, session: AntSession, reported: set[str]
@@ -443,6 +443,10 @@ class AntRegistry:
             self._pump()
         elif kind == "task_result":
             response = frame.task_result.response
+            if frame.task_result.lines:  # protocol 2: the attempt's last lines, before its result (§6)
+                self._log_sink.lines(
+                    response.task_execution_id, frame.task_result.task_retry, frame.task_result.lines
+                )
             report = task_report(response, ant_id=session.ant_id, ant_host=session.host)
             session.result(
                 frame.task_result.sequence, response.correlation_id, response.task_execution_id, report

@@ -108,7 +108,7 @@ class ConnectRequest(_message.Message):
         host: _builtins.str
         """Host name of the machine; reported as TaskExecution.ant_host."""
         protocol_version: _builtins.int
-        """Version of this protocol the Ant speaks; 1 for the protocol documented in AntService."""
+        """Highest version of this protocol the Ant speaks (1 or 2; 0 means 1), see PROTOCOL VERSIONS."""
         @_builtins.property
         def methods(self) -> _containers.RepeatedScalarFieldContainer[_task_pb2.TaskMethod.ValueType]:
             """Methods the Ant runs; tasks of other methods are never dispatched to it."""
@@ -273,21 +273,33 @@ class ConnectRequest(_message.Message):
 
         SEQUENCE_FIELD_NUMBER: _builtins.int
         RESPONSE_FIELD_NUMBER: _builtins.int
+        LINES_FIELD_NUMBER: _builtins.int
+        TASK_RETRY_FIELD_NUMBER: _builtins.int
         sequence: _builtins.int
         """Result sequence chosen by the Ant, echoed in ResultAck; kept when the result is re-sent."""
+        task_retry: _builtins.int
+        """Attempt of `lines` (TaskRequest.task_retry), as in LogLines.task_retry."""
         @_builtins.property
         def response(self) -> _task_pb2.TaskResponse:
             """The outcome."""
+
+        @_builtins.property
+        def lines(self) -> _containers.RepeatedCompositeFieldContainer[_log_line_pb2.LogLine]:
+            """Protocol 2: the attempt's last log lines, not sent in a LogLines frame (AntService, section 6);
+            they belong to response.task_execution_id and its attempt (TaskRequest.task_retry).
+            """
 
         def __init__(
             self,
             *,
             sequence: _builtins.int = ...,
             response: _task_pb2.TaskResponse | None = ...,
+            lines: _abc.Iterable[_log_line_pb2.LogLine] | None = ...,
+            task_retry: _builtins.int = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "sequence", b"sequence"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "response", b"response", "sequence", b"sequence", "task_retry", b"task_retry"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -430,10 +442,13 @@ class ConnectResponse(_message.Message):
         HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
         PING_INTERVAL_FIELD_NUMBER: _builtins.int
         CONFIG_FIELD_NUMBER: _builtins.int
+        PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
         session_id: _builtins.str
         """Session id; the Ant keeps it to resume after a reconnect."""
         resumed: _builtins.bool
         """True when Register.resume's session was continued; false for a new session."""
+        protocol_version: _builtins.int
+        """Version of the protocol on this stream: the lower of Register.protocol_version and the Queen's."""
         @_builtins.property
         def resumed_tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectResponse.Registered.ResumedTask]:
             """With resumed: the tasks the Queen re-attached. Tasks the Ant holds but that are not listed must be
@@ -470,10 +485,11 @@ class ConnectResponse(_message.Message):
             heartbeat_timeout: _duration_pb2.Duration | None = ...,
             ping_interval: _duration_pb2.Duration | None = ...,
             config: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+            protocol_version: _builtins.int = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "heartbeat_timeout", b"heartbeat_timeout", "ping_interval", b"ping_interval"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "heartbeat_interval", b"heartbeat_interval", "heartbeat_timeout", b"heartbeat_timeout", "ping_interval", b"ping_interval", "resumed", b"resumed", "resumed_tasks", b"resumed_tasks", "session_id", b"session_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "heartbeat_interval", b"heartbeat_interval", "heartbeat_timeout", b"heartbeat_timeout", "ping_interval", b"ping_interval", "protocol_version", b"protocol_version", "resumed", b"resumed", "resumed_tasks", b"resumed_tasks", "session_id", b"session_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -485,21 +501,29 @@ class ConnectResponse(_message.Message):
 
         SEQUENCE_FIELD_NUMBER: _builtins.int
         REQUEST_FIELD_NUMBER: _builtins.int
+        ACKED_RESULT_SEQUENCES_FIELD_NUMBER: _builtins.int
         sequence: _builtins.int
         """Dispatch sequence (1, 2, 3, ... within the session); answered by TaskAccepted or TaskRejected."""
         @_builtins.property
         def request(self) -> _task_pb2.TaskRequest:
             """The task attempt."""
 
+        @_builtins.property
+        def acked_result_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+            """Protocol 2: results acknowledged with this frame, each exactly as by a ResultAck; the Ant handles
+            them before the dispatch (AntService, section 5).
+            """
+
         def __init__(
             self,
             *,
             sequence: _builtins.int = ...,
             request: _task_pb2.TaskRequest | None = ...,
+            acked_result_sequences: _abc.Iterable[_builtins.int] | None = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "sequence", b"sequence"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_result_sequences", b"acked_result_sequences", "request", b"request", "sequence", b"sequence"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 

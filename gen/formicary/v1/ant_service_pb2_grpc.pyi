@@ -46,6 +46,15 @@ class AntServiceStub:
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
     UNAUTHENTICATED; a credential not allowed to act as an Ant with PERMISSION_DENIED.
 
+    PROTOCOL VERSIONS. Register.protocol_version is the highest version the Ant speaks (0 means 1);
+    Registered.protocol_version is the version of this stream: the lower of the Ant's and the Queen's.
+    Version 2 only saves frames on the path of every task; a version-1 peer never sees any of it:
+    - DispatchTask.acked_result_sequences: the Queen may carry result acknowledgements in a DispatchTask
+      instead of separate ResultAck frames (section 5);
+    - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
+      LogLines frame just before it (section 6).
+    The Heartbeat rule of section 3 holds in both versions.
+
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:
     - dispatch sequence: numbers the Queen's DispatchTask frames within a session: 1, 2, 3, ... without
@@ -56,7 +65,7 @@ class AntServiceStub:
     1. REGISTRATION. The Ant's first frame is Register; the Queen's first frame is Registered. Any other
        first frame, a second Register, or an invalid Register (empty ant_id, max_capacity < 1, no methods,
        or a method only the Queen runs: MANUAL, JOB_FORK, JOB_FORK_AWAIT, EXPIRE_ARTIFACTS) ends the stream
-       with INVALID_ARGUMENT; an unsupported protocol_version with FAILED_PRECONDITION. If another stream
+       with INVALID_ARGUMENT. If another stream
        with the same ant_id is open, the Queen ends the older one with ABORTED and keeps the newer one, so
        an Ant that reconnects before the Queen noticed the old stream break is never locked out.
        Right after Registered the Ant sends a Heartbeat; the Queen dispatches nothing new before it (the
@@ -85,8 +94,12 @@ class AntServiceStub:
          H.free_slots - (number of DispatchTask sent with sequence > H.last_acked_sequence) > 0.
        free_slots is how many more tasks the Ant will start now: normally max_capacity minus the tasks it
        holds (accepted, result not yet acknowledged); less to throttle (disk full, high load); 0 to
-       receive nothing. Besides every heartbeat_interval, the Ant sends a Heartbeat as soon as free_slots
-       grows (a task finished), so that the Queen can dispatch without waiting for the next interval.
+       receive nothing. Besides every heartbeat_interval, the Ant sends a Heartbeat when free_slots grew (a
+       task finished) or a dispatch was refused while the window, as the Ant can compute it from the last
+       Heartbeat it sent and the DispatchTask frames it received since, is at most half of max_capacity
+       (rounded down; so at once for an Ant of capacity 1 or 2): the Queen can then dispatch without
+       waiting for the next interval, and a stream running short tasks one after another does not carry a
+       Heartbeat per task. The Queen's view of free slots is never more than the Ant's.
 
     4. DISPATCH. The Ant answers every DispatchTask, in sequence order, with exactly one TaskAccepted or
        TaskRejected carrying the same sequence, promptly (before starting executors: accepting only reserves
@@ -102,7 +115,9 @@ class AntServiceStub:
 
     5. RESULTS. When an attempt ends (completed, failed, timed out, cancelled) the Ant sends its remaining
        LogLines, then one TaskResult. The Queen commits the result, then sends ResultAck with the result's
-       sequence; acks are per result (not cumulative) and may arrive in any order. Until acknowledged the Ant
+       sequence (protocol 2: or lists the sequence in the acked_result_sequences of a DispatchTask, which
+       the Ant handles before the dispatch itself); acks are per result (not cumulative) and may arrive in
+       any order. Until acknowledged the Ant
        keeps the result, keeps the task in running_task_execution_ids and counts its slot as used; after a
        reconnect it re-sends the result with the same sequence. The Queen records a result once per
        (task_execution_id, correlation_id); a duplicate, or a result for an attempt it already gave up on,
@@ -112,9 +127,12 @@ class AntServiceStub:
     6. LOGS. LogLines frames carry an attempt's lines in sequence order (see LogLine.sequence). They are not
        acknowledged; the Queen stores each line once and drops duplicates and any line arriving after the
        attempt's TaskResult. The Ant sends a batch at least every 500 ms while output flows, at most 1000
-       lines or 1 MiB per frame. Log volume must never delay Heartbeats or Pongs by more than
-       heartbeat_interval: an Ant that falls behind drops lines and says so in one LOG_STREAM_SYSTEM line
-       (sequence numbers are assigned when lines are queued for sending, so they stay gap-free).
+       lines or 1 MiB per frame. Protocol 2: the lines still unsent when an attempt's TaskResult is sent may
+       travel in TaskResult.lines instead (same limits); the Queen stores them before it handles the
+       result, exactly as if they had come in a LogLines frame. Log volume must never delay Heartbeats or
+       Pongs by more than heartbeat_interval: an Ant that falls behind drops lines and says so in one
+       LOG_STREAM_SYSTEM line (sequence numbers are assigned when lines are queued for sending, so they
+       stay gap-free).
 
     7. CANCELLATION. CancelTask asks the Ant to stop an attempt the way its executor stops a timed-out one.
        The Ant then sends the TaskResult with status CANCELLED (or the real outcome if it finished first).
@@ -176,6 +194,15 @@ class AntServiceAsyncStub(AntServiceStub):
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
     UNAUTHENTICATED; a credential not allowed to act as an Ant with PERMISSION_DENIED.
 
+    PROTOCOL VERSIONS. Register.protocol_version is the highest version the Ant speaks (0 means 1);
+    Registered.protocol_version is the version of this stream: the lower of the Ant's and the Queen's.
+    Version 2 only saves frames on the path of every task; a version-1 peer never sees any of it:
+    - DispatchTask.acked_result_sequences: the Queen may carry result acknowledgements in a DispatchTask
+      instead of separate ResultAck frames (section 5);
+    - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
+      LogLines frame just before it (section 6).
+    The Heartbeat rule of section 3 holds in both versions.
+
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:
     - dispatch sequence: numbers the Queen's DispatchTask frames within a session: 1, 2, 3, ... without
@@ -186,7 +213,7 @@ class AntServiceAsyncStub(AntServiceStub):
     1. REGISTRATION. The Ant's first frame is Register; the Queen's first frame is Registered. Any other
        first frame, a second Register, or an invalid Register (empty ant_id, max_capacity < 1, no methods,
        or a method only the Queen runs: MANUAL, JOB_FORK, JOB_FORK_AWAIT, EXPIRE_ARTIFACTS) ends the stream
-       with INVALID_ARGUMENT; an unsupported protocol_version with FAILED_PRECONDITION. If another stream
+       with INVALID_ARGUMENT. If another stream
        with the same ant_id is open, the Queen ends the older one with ABORTED and keeps the newer one, so
        an Ant that reconnects before the Queen noticed the old stream break is never locked out.
        Right after Registered the Ant sends a Heartbeat; the Queen dispatches nothing new before it (the
@@ -215,8 +242,12 @@ class AntServiceAsyncStub(AntServiceStub):
          H.free_slots - (number of DispatchTask sent with sequence > H.last_acked_sequence) > 0.
        free_slots is how many more tasks the Ant will start now: normally max_capacity minus the tasks it
        holds (accepted, result not yet acknowledged); less to throttle (disk full, high load); 0 to
-       receive nothing. Besides every heartbeat_interval, the Ant sends a Heartbeat as soon as free_slots
-       grows (a task finished), so that the Queen can dispatch without waiting for the next interval.
+       receive nothing. Besides every heartbeat_interval, the Ant sends a Heartbeat when free_slots grew (a
+       task finished) or a dispatch was refused while the window, as the Ant can compute it from the last
+       Heartbeat it sent and the DispatchTask frames it received since, is at most half of max_capacity
+       (rounded down; so at once for an Ant of capacity 1 or 2): the Queen can then dispatch without
+       waiting for the next interval, and a stream running short tasks one after another does not carry a
+       Heartbeat per task. The Queen's view of free slots is never more than the Ant's.
 
     4. DISPATCH. The Ant answers every DispatchTask, in sequence order, with exactly one TaskAccepted or
        TaskRejected carrying the same sequence, promptly (before starting executors: accepting only reserves
@@ -232,7 +263,9 @@ class AntServiceAsyncStub(AntServiceStub):
 
     5. RESULTS. When an attempt ends (completed, failed, timed out, cancelled) the Ant sends its remaining
        LogLines, then one TaskResult. The Queen commits the result, then sends ResultAck with the result's
-       sequence; acks are per result (not cumulative) and may arrive in any order. Until acknowledged the Ant
+       sequence (protocol 2: or lists the sequence in the acked_result_sequences of a DispatchTask, which
+       the Ant handles before the dispatch itself); acks are per result (not cumulative) and may arrive in
+       any order. Until acknowledged the Ant
        keeps the result, keeps the task in running_task_execution_ids and counts its slot as used; after a
        reconnect it re-sends the result with the same sequence. The Queen records a result once per
        (task_execution_id, correlation_id); a duplicate, or a result for an attempt it already gave up on,
@@ -242,9 +275,12 @@ class AntServiceAsyncStub(AntServiceStub):
     6. LOGS. LogLines frames carry an attempt's lines in sequence order (see LogLine.sequence). They are not
        acknowledged; the Queen stores each line once and drops duplicates and any line arriving after the
        attempt's TaskResult. The Ant sends a batch at least every 500 ms while output flows, at most 1000
-       lines or 1 MiB per frame. Log volume must never delay Heartbeats or Pongs by more than
-       heartbeat_interval: an Ant that falls behind drops lines and says so in one LOG_STREAM_SYSTEM line
-       (sequence numbers are assigned when lines are queued for sending, so they stay gap-free).
+       lines or 1 MiB per frame. Protocol 2: the lines still unsent when an attempt's TaskResult is sent may
+       travel in TaskResult.lines instead (same limits); the Queen stores them before it handles the
+       result, exactly as if they had come in a LogLines frame. Log volume must never delay Heartbeats or
+       Pongs by more than heartbeat_interval: an Ant that falls behind drops lines and says so in one
+       LOG_STREAM_SYSTEM line (sequence numbers are assigned when lines are queued for sending, so they
+       stay gap-free).
 
     7. CANCELLATION. CancelTask asks the Ant to stop an attempt the way its executor stops a timed-out one.
        The Ant then sends the TaskResult with status CANCELLED (or the real outcome if it finished first).
@@ -302,6 +338,15 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
     UNAUTHENTICATED; a credential not allowed to act as an Ant with PERMISSION_DENIED.
 
+    PROTOCOL VERSIONS. Register.protocol_version is the highest version the Ant speaks (0 means 1);
+    Registered.protocol_version is the version of this stream: the lower of the Ant's and the Queen's.
+    Version 2 only saves frames on the path of every task; a version-1 peer never sees any of it:
+    - DispatchTask.acked_result_sequences: the Queen may carry result acknowledgements in a DispatchTask
+      instead of separate ResultAck frames (section 5);
+    - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
+      LogLines frame just before it (section 6).
+    The Heartbeat rule of section 3 holds in both versions.
+
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:
     - dispatch sequence: numbers the Queen's DispatchTask frames within a session: 1, 2, 3, ... without
@@ -312,7 +357,7 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
     1. REGISTRATION. The Ant's first frame is Register; the Queen's first frame is Registered. Any other
        first frame, a second Register, or an invalid Register (empty ant_id, max_capacity < 1, no methods,
        or a method only the Queen runs: MANUAL, JOB_FORK, JOB_FORK_AWAIT, EXPIRE_ARTIFACTS) ends the stream
-       with INVALID_ARGUMENT; an unsupported protocol_version with FAILED_PRECONDITION. If another stream
+       with INVALID_ARGUMENT. If another stream
        with the same ant_id is open, the Queen ends the older one with ABORTED and keeps the newer one, so
        an Ant that reconnects before the Queen noticed the old stream break is never locked out.
        Right after Registered the Ant sends a Heartbeat; the Queen dispatches nothing new before it (the
@@ -341,8 +386,12 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
          H.free_slots - (number of DispatchTask sent with sequence > H.last_acked_sequence) > 0.
        free_slots is how many more tasks the Ant will start now: normally max_capacity minus the tasks it
        holds (accepted, result not yet acknowledged); less to throttle (disk full, high load); 0 to
-       receive nothing. Besides every heartbeat_interval, the Ant sends a Heartbeat as soon as free_slots
-       grows (a task finished), so that the Queen can dispatch without waiting for the next interval.
+       receive nothing. Besides every heartbeat_interval, the Ant sends a Heartbeat when free_slots grew (a
+       task finished) or a dispatch was refused while the window, as the Ant can compute it from the last
+       Heartbeat it sent and the DispatchTask frames it received since, is at most half of max_capacity
+       (rounded down; so at once for an Ant of capacity 1 or 2): the Queen can then dispatch without
+       waiting for the next interval, and a stream running short tasks one after another does not carry a
+       Heartbeat per task. The Queen's view of free slots is never more than the Ant's.
 
     4. DISPATCH. The Ant answers every DispatchTask, in sequence order, with exactly one TaskAccepted or
        TaskRejected carrying the same sequence, promptly (before starting executors: accepting only reserves
@@ -358,7 +407,9 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
 
     5. RESULTS. When an attempt ends (completed, failed, timed out, cancelled) the Ant sends its remaining
        LogLines, then one TaskResult. The Queen commits the result, then sends ResultAck with the result's
-       sequence; acks are per result (not cumulative) and may arrive in any order. Until acknowledged the Ant
+       sequence (protocol 2: or lists the sequence in the acked_result_sequences of a DispatchTask, which
+       the Ant handles before the dispatch itself); acks are per result (not cumulative) and may arrive in
+       any order. Until acknowledged the Ant
        keeps the result, keeps the task in running_task_execution_ids and counts its slot as used; after a
        reconnect it re-sends the result with the same sequence. The Queen records a result once per
        (task_execution_id, correlation_id); a duplicate, or a result for an attempt it already gave up on,
@@ -368,9 +419,12 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
     6. LOGS. LogLines frames carry an attempt's lines in sequence order (see LogLine.sequence). They are not
        acknowledged; the Queen stores each line once and drops duplicates and any line arriving after the
        attempt's TaskResult. The Ant sends a batch at least every 500 ms while output flows, at most 1000
-       lines or 1 MiB per frame. Log volume must never delay Heartbeats or Pongs by more than
-       heartbeat_interval: an Ant that falls behind drops lines and says so in one LOG_STREAM_SYSTEM line
-       (sequence numbers are assigned when lines are queued for sending, so they stay gap-free).
+       lines or 1 MiB per frame. Protocol 2: the lines still unsent when an attempt's TaskResult is sent may
+       travel in TaskResult.lines instead (same limits); the Queen stores them before it handles the
+       result, exactly as if they had come in a LogLines frame. Log volume must never delay Heartbeats or
+       Pongs by more than heartbeat_interval: an Ant that falls behind drops lines and says so in one
+       LOG_STREAM_SYSTEM line (sequence numbers are assigned when lines are queued for sending, so they
+       stay gap-free).
 
     7. CANCELLATION. CancelTask asks the Ant to stop an attempt the way its executor stops a timed-out one.
        The Ant then sends the TaskResult with status CANCELLED (or the real outcome if it finished first).

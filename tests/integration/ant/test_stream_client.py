@@ -122,7 +122,7 @@ async def test_registers_runs_a_shell_task_and_reports_it_in_order(tmp_path: Pat
         assert list(register.tags) == ["linux"]
         assert dict(register.labels) == {"zone": "test"}
         assert register.max_capacity == 2
-        assert register.protocol_version == 1
+        assert register.protocol_version == 2
         assert register.host
         assert register.version
         assert not register.HasField("resume")
