@@ -35,6 +35,8 @@ _NO_TASK = "_"
 
 
 def _bad_character(text: str) -> str | None:
+    if text.isprintable() and "\\" not in text:
+        return None  # no control, format, surrogate or line/paragraph separator: the common case, in C
     for char in text:
         if char == "\\" or unicodedata.category(char) in {"Cc", "Cf", "Cs", "Zl", "Zp"}:
             return char

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
@@ -27,6 +28,7 @@ from queen.store.records import DefinitionRecord, JobExecutionRecord, JobRequest
 
 __all__ = [
     "JobExecutionChanges",
+    "Passage",
     "TaskChanges",
     "create_job_execution",
     "create_task_execution",
@@ -325,6 +327,15 @@ async def task_executions_of(session: AsyncSession, job_execution_id: str) -> li
     return [_task_record(SimpleNamespace(**row)) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A state a task went through between two writes (see `transition_task`), when, with what changes."""
+
+    state: TaskState
+    at: datetime
+    changes: Mapping[str, Any]
+
+
 async def transition_task(
     session: AsyncSession,
     task_execution_id: str,
@@ -334,19 +345,27 @@ async def transition_task(
     message: str = "",
     job_request_id: int | None = None,
     now: datetime | None = None,
+    through: Passage | None = None,
     **changes: Unpack[TaskChanges],
 ) -> TaskExecutionRecord:
     """Move the task from `expected` to `target`, writing `changes` (its result, its Ant, timings) in the
     same guarded UPDATE, and log `task_state_changed`. A caller that knows the task's job request passes
     `job_request_id` and saves a lookup (the supervisor does, on every task of the dispatch path).
 
+    `through`: the task passed through another state on the way (a short task's EXECUTING, recorded with
+    its result): one UPDATE still, with the passage's changes, and both transitions in the event log.
+
     Raises InvalidTransition before touching the database if the table forbids expected → target, and
     after the UPDATE if the task is no longer in `expected` (e.g. a result racing a cancel); NotFound if
     it does not exist.
     """
-    check_task_transition(expected, target)
+    if through is None:
+        check_task_transition(expected, target)
+    else:
+        check_task_transition(expected, through.state)
+        check_task_transition(through.state, target)
     now = now or utc_now()
-    values: dict[str, Any] = {**changes, "updated_at": now}
+    values: dict[str, Any] = {**(through.changes if through else {}), **changes, "updated_at": now}
     if "contexts" in changes:
         values["contexts"] = to_json_object(changes["contexts"])
     if "artifacts" in changes:
@@ -365,9 +384,23 @@ async def transition_task(
         target=target,
         values=values,
     )
+    job_request_id = job_request_id or await _job_request_id(session, row.job_execution_id)
+    if through is not None:
+        await append_event(
+            session,
+            job_request_id=job_request_id,
+            kind=EventKind.TASK_STATE_CHANGED,
+            task_execution_id=task_execution_id,
+            task_type=row.task_type,
+            from_state=expected,
+            to_state=through.state,
+            data={key: to_json_value(value) for key, value in through.changes.items()},
+            now=through.at,
+        )
+        expected = through.state
     await append_event(
         session,
-        job_request_id=job_request_id or await _job_request_id(session, row.job_execution_id),
+        job_request_id=job_request_id,
         kind=EventKind.TASK_STATE_CHANGED,
         task_execution_id=task_execution_id,
         task_type=row.task_type,

@@ -185,22 +185,27 @@ class JobSupervisor:
     async def record_acceptance(
         self, session: AsyncSession, task: TaskExecutionRecord, ant_id: str, at: datetime
     ) -> TaskExecutionRecord:
-        """The attempt runs on `ant_id` since `at`: EXECUTING, in the caller's transaction (its own, or the
-        result's when the result came first); the wait for an Ant, if one was recorded, ends with it."""
-        span_id = self.deps.observer.attempt_accepted(self._require_request(), task, ant_id, at)
-        task = await executions.transition_task(
+        """The attempt runs on `ant_id` since `at`: EXECUTING, in the caller's transaction."""
+        passage = await self._acceptance_in(session, task, ant_id, at)
+        return await executions.transition_task(
             session,
             task.id,
             task.task_state,
-            TaskState.EXECUTING,
-            ant_id=ant_id,
-            span_id=span_id,
-            started_at=task.started_at or at,
+            passage.state,
             job_request_id=self.request_id,
-            now=at,
+            now=passage.at,
+            **passage.changes,
         )
+
+    async def _acceptance_in(
+        self, session: AsyncSession, task: TaskExecutionRecord, ant_id: str, at: datetime
+    ) -> executions.Passage:
+        """What an acceptance writes (EXECUTING, the Ant, the span, the start), to be written by the caller
+        in `session` alone or with the result; the wait for an Ant, if one was recorded, ends with it."""
+        span_id = self.deps.observer.attempt_accepted(self._require_request(), task, ant_id, at)
         await self.set_wait_reason_in(session, "")
-        return task
+        changes = {"ant_id": ant_id, "span_id": span_id, "started_at": task.started_at or at}
+        return executions.Passage(TaskState.EXECUTING, at, changes)
 
     async def set_wait_reason(self, reason: str) -> None:
         if reason == self._wait_reason:
@@ -656,11 +661,22 @@ class JobSupervisor:
         now = utc_now()
         accepted = attempt.dispatch.accepted if attempt.dispatch is not None else None
         async with self.deps.db.transaction() as session:
+            through = None
             if accepted is not None and record.task_state is not TaskState.EXECUTING:
                 # a short task: its acceptance was left for this transaction (DispatchOutcome.accepted)
-                record = await self.record_acceptance(session, record, accepted.ant_id, accepted.at)
+                through = await self._acceptance_in(session, record, accepted.ant_id, accepted.at)
+                if report is None:
+                    record = await executions.transition_task(
+                        session,
+                        record.id,
+                        record.task_state,
+                        through.state,
+                        job_request_id=self.request_id,
+                        now=through.at,
+                        **through.changes,
+                    )
             if report is not None:
-                record = await self._store_result(session, record, report, now)
+                record = await self._store_result(session, record, report, now, through=through)
             self._tasks[task.task_type] = record
             await self._apply(session, task, record, decision, now=now)
             ending = None
@@ -702,17 +718,25 @@ class JobSupervisor:
         return Decision(Step.END_JOB, job_state=JobState.COMPLETED)
 
     async def _store_result(
-        self, session: AsyncSession, record: TaskExecutionRecord, report: TaskReport, now: datetime
+        self,
+        session: AsyncSession,
+        record: TaskExecutionRecord,
+        report: TaskReport,
+        now: datetime,
+        *,
+        through: executions.Passage | None = None,
     ) -> TaskExecutionRecord:
         contexts = dict(record.contexts)
         contexts.update(report.task_context)
         contexts.update(parse_set_output(report.stdout))
         reported = await self._verified_artifacts(session, record, report) if report.artifacts else []
+        started_at = record.started_at or (through.changes["started_at"] if through else None)
         return await executions.transition_task(
             session,
             record.id,
             record.task_state,
             report.state,
+            through=through,
             exit_code=report.exit_code or _default_exit_code(report.state),
             exit_message=report.exit_message,
             error_code=report.error_code,
@@ -722,10 +746,10 @@ class JobSupervisor:
             artifacts=reported,
             stdout=list(report.stdout),
             warnings=list(report.warnings),
-            ant_id=report.ant_id or record.ant_id,
+            ant_id=report.ant_id or record.ant_id or (through.changes["ant_id"] if through else ""),
             ant_host=report.ant_host or record.ant_host,
             cost_factor=report.cost_factor,
-            started_at=record.started_at or report.started_at or now,
+            started_at=started_at or report.started_at or now,
             ended_at=report.ended_at or now,
             job_request_id=self.request_id,
         )
