@@ -385,31 +385,24 @@ async def transition_task(
         values=values,
     )
     job_request_id = job_request_id or await _job_request_id(session, row.job_execution_id)
+    data = {key: to_json_value(value) for key, value in changes.items() if key not in _BULKY_TASK_FIELDS}
+    steps = [(expected, target, message or changes.get("error_message", ""), data, now)]
     if through is not None:
+        passage_data = {key: to_json_value(value) for key, value in through.changes.items()}
+        steps = [(expected, through.state, "", passage_data, through.at), (through.state, *steps[0][1:])]
+    for from_state, to_state, text, event_data, at in steps:
         await append_event(
             session,
             job_request_id=job_request_id,
             kind=EventKind.TASK_STATE_CHANGED,
             task_execution_id=task_execution_id,
             task_type=row.task_type,
-            from_state=expected,
-            to_state=through.state,
-            data={key: to_json_value(value) for key, value in through.changes.items()},
-            now=through.at,
+            from_state=from_state,
+            to_state=to_state,
+            message=text,
+            data=event_data,
+            now=at,
         )
-        expected = through.state
-    await append_event(
-        session,
-        job_request_id=job_request_id,
-        kind=EventKind.TASK_STATE_CHANGED,
-        task_execution_id=task_execution_id,
-        task_type=row.task_type,
-        from_state=expected,
-        to_state=target,
-        message=message or changes.get("error_message", ""),
-        data={key: to_json_value(value) for key, value in changes.items() if key not in _BULKY_TASK_FIELDS},
-        now=now,
-    )
     return _task_record(row)
 
 

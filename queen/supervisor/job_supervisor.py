@@ -662,19 +662,9 @@ class JobSupervisor:
         accepted = attempt.dispatch.accepted if attempt.dispatch is not None else None
         async with self.deps.db.transaction() as session:
             through = None
-            if accepted is not None and record.task_state is not TaskState.EXECUTING:
+            if accepted is not None and report is not None and record.task_state is not TaskState.EXECUTING:
                 # a short task: its acceptance was left for this transaction (DispatchOutcome.accepted)
                 through = await self._acceptance_in(session, record, accepted.ant_id, accepted.at)
-                if report is None:
-                    record = await executions.transition_task(
-                        session,
-                        record.id,
-                        record.task_state,
-                        through.state,
-                        job_request_id=self.request_id,
-                        now=through.at,
-                        **through.changes,
-                    )
             if report is not None:
                 record = await self._store_result(session, record, report, now, through=through)
             self._tasks[task.task_type] = record

@@ -156,10 +156,12 @@ def registered(
     resumed_tasks: Iterable[tuple[str, int]] = (),
     heartbeat_interval: timedelta = timedelta(seconds=30),
     heartbeat_timeout: timedelta = timedelta(seconds=60),
+    protocol_version: int = 1,
 ) -> Resp:
     return Resp(
         registered=Resp.Registered(
             session_id=session_id,
+            protocol_version=protocol_version,
             resumed=resumed,
             resumed_tasks=[
                 Resp.Registered.ResumedTask(task_execution_id=t, last_log_sequence=n)

@@ -170,6 +170,46 @@ async def test_registers_runs_a_shell_task_and_reports_it_in_order(tmp_path: Pat
         assert (beat.free_slots, beat.last_acked_sequence) == (2, 1)
 
 
+async def test_protocol_2_carries_the_last_lines_in_the_result_and_acks_in_a_dispatch(tmp_path: Path) -> None:
+    """On a protocol-2 stream no line is lost or repeated whichever frame carries it, an ack inside a
+    DispatchTask frees the slot like a ResultAck, and the Ant's capacity-4 window needs no Heartbeat
+    per task (ant_service.proto, PROTOCOL VERSIONS and section 3)."""
+    registry = ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})
+    async with (
+        running_queen() as queen,
+        AntClient(ant_settings(queen.address, tmp_path, capacity=4), registry),
+    ):
+        stream = await queen.next_stream()
+        assert (await stream.next("register")).register.protocol_version == 2
+        stream.send(registered("s1", protocol_version=2))
+        await stream.next("heartbeat")
+        results = []
+        for number in (1, 2, 3):
+            frame = dispatch(number, f"t{number}", "echo one", "echo two")
+            if results:  # the previous task's ack rides along
+                frame.dispatch_task.acked_result_sequences.append(results[-1].sequence)
+            stream.send(frame)
+            results.append((await stream.next("task_result")).task_result)
+        for number, result in enumerate(results, start=1):
+            task = f"t{number}"
+            lines = [*log_lines(stream, task), *result.lines]
+            assert [line.sequence for line in lines] == list(range(1, len(lines) + 1))
+            assert [line.text for line in lines] == ["$ echo one", "one", "$ echo two", "two"]
+            assert result.response.status == state_pb2.TASK_STATE_COMPLETED
+
+        # t1 and t2 were acknowledged inside dispatches; the window (4 - 2 dispatches since the first
+        # Heartbeat) reached half the capacity at t2's ack: one Heartbeat then, showing only t3 held
+        def beats() -> list[list[str]]:
+            return [
+                list(frame.heartbeat.running_task_execution_ids)
+                for frame in stream.received
+                if frame.WhichOneof("frame") == "heartbeat"
+            ]
+
+        await until(lambda: len(beats()) == 2)
+        assert beats() == [[], ["t3"]]
+
+
 async def test_the_bearer_credential_travels_as_metadata(tmp_path: Path) -> None:
     registry = ExecutorRegistry({Method.SHELL: GatedExecutor()})
     async with (

@@ -182,23 +182,31 @@ def result_frame(name: str, sequence: int) -> Req:
     return Req(task_result=Req.TaskResult(sequence=sequence, response=response))
 
 
-async def test_an_acceptance_is_reported_with_the_result_when_the_result_follows_soon() -> None:
+async def accepted_attempt(
+    accept_write_delay: timedelta,
+) -> tuple[AntRegistry, AntSession, RecordingProgress, asyncio.Task[DispatchOutcome]]:
+    """An attempt dispatched to Ant a1, whose TaskAccepted has just arrived."""
     ants = AntRegistry(
         heartbeat_interval=timedelta(seconds=10),
         heartbeat_timeout=timedelta(seconds=60),
         log_sink=NoLogs(),
-        accept_write_delay=timedelta(seconds=30),  # "soon": anything before the test ends
+        accept_write_delay=accept_write_delay,
     )
     session, stream = connect(ants, "a1", capacity=2)
     progress = RecordingProgress()
-    run = asyncio.create_task(ants.run(work("short"), progress))
+    run = asyncio.create_task(ants.run(work("t"), progress))
     await asyncio.sleep(0)
     heartbeat(ants, session, free=2, acked=0, running=[])
-    assert dispatched(stream) == ["short"]
+    assert dispatched(stream) == ["t"]
+    ants.received(session, Req(task_accepted=Req.TaskAccepted(sequence=1, task_execution_id="t")))
+    return ants, session, progress, run
+
+
+async def test_an_acceptance_is_reported_with_the_result_when_the_result_follows_soon() -> None:
     before = datetime.now(UTC)
-    ants.received(session, Req(task_accepted=Req.TaskAccepted(sequence=1, task_execution_id="short")))
+    ants, session, progress, run = await accepted_attempt(timedelta(seconds=30))  # "soon": before the end
     await asyncio.sleep(0.01)
-    ants.received(session, result_frame("short", 1))
+    ants.received(session, result_frame("t", 1))
     outcome = await run
     assert progress.accepted_by == []  # left for the result's transaction
     assert outcome.accepted is not None
@@ -207,25 +215,61 @@ async def test_an_acceptance_is_reported_with_the_result_when_the_result_follows
 
 
 async def test_an_acceptance_is_reported_alone_when_no_result_follows_within_the_delay() -> None:
-    ants = AntRegistry(
-        heartbeat_interval=timedelta(seconds=10),
-        heartbeat_timeout=timedelta(seconds=60),
-        log_sink=NoLogs(),
-        accept_write_delay=timedelta(0),
-    )
-    session, stream = connect(ants, "a1", capacity=2)
-    progress = RecordingProgress()
-    run = asyncio.create_task(ants.run(work("long"), progress))
-    await asyncio.sleep(0)
-    heartbeat(ants, session, free=2, acked=0, running=[])
-    assert dispatched(stream) == ["long"]
-    ants.received(session, Req(task_accepted=Req.TaskAccepted(sequence=1, task_execution_id="long")))
+    ants, session, progress, run = await accepted_attempt(timedelta(0))
 
     async def reported() -> bool:
         return bool(progress.accepted_by)
 
     await assert_eventually(reported, timeout=5)
-    ants.received(session, result_frame("long", 1))
+    ants.received(session, result_frame("t", 1))
     outcome = await run
     assert [ant for ant, _ in progress.accepted_by] == ["a1"]
     assert outcome.accepted is None
+
+
+def test_waiting_acks_ride_in_the_next_dispatch_on_a_protocol_2_stream() -> None:
+    for fold, expected in ((True, ["dispatch_task"]), (False, ["dispatch_task", "result_ack"])):
+        stream = StreamHandle(fold_acks=fold)
+        stream.send_ack(7)
+        frame = ant_service_pb2.ConnectResponse(
+            dispatch_task=ant_service_pb2.ConnectResponse.DispatchTask(sequence=3)
+        )
+        stream.send(frame)
+        taken = []
+        while (out := stream.take()) is not None:
+            assert isinstance(out, ant_service_pb2.ConnectResponse)
+            taken.append(out)
+        assert [f.WhichOneof("frame") for f in taken] == expected
+        acked = list(taken[0].dispatch_task.acked_result_sequences)
+        assert acked == ([7] if fold else [])
+        if not fold:
+            assert taken[1].result_ack.sequence == 7
+
+
+async def test_the_last_lines_in_a_result_are_stored_before_the_result_is_handled() -> None:
+    stored: list[tuple[str, int, list[str]]] = []
+    finished_when_stored: list[bool] = []
+
+    class Lines:
+        def lines(
+            self, task_execution_id: str, task_retry: int, lines: Iterable[log_line_pb2.LogLine]
+        ) -> None:
+            stored.append((task_execution_id, task_retry, [line.text for line in lines]))
+            finished_when_stored.append(run.done())
+
+    ants = AntRegistry(
+        heartbeat_interval=timedelta(seconds=10), heartbeat_timeout=timedelta(seconds=60), log_sink=Lines()
+    )
+    session, stream = connect(ants, "a1", capacity=2)
+    run = asyncio.create_task(ants.run(work("t"), Progress()))
+    await asyncio.sleep(0)
+    heartbeat(ants, session, free=2, acked=0, running=[])
+    assert dispatched(stream) == ["t"]
+    frame = result_frame("t", 1)
+    frame.task_result.task_retry = 2
+    frame.task_result.lines.append(log_line_pb2.LogLine(sequence=1, text="$ true"))
+    ants.received(session, frame)
+    outcome = await run
+    assert outcome.report.state is TaskState.COMPLETED
+    assert stored == [("t", 2, ["$ true"])]
+    assert finished_when_stored == [False]
