@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from datetime import datetime
 from typing import Any, cast
 
@@ -17,9 +16,10 @@ from queen.api.errors import stream_rpc, unary_rpc
 from queen.domain.errors import InvalidArgument, NotFound
 from queen.domain.identity import Identity
 from queen.domain.states import JobState
+from queen.services.following import RequestChanged, follow_request
 from queen.services.requests import Submission
 from queen.services.service_set import Services
-from queen.store import EventRecord, TaskExecutionRecord
+from queen.store import EventRecord
 from queen.task_logs import StoredLine
 
 __all__ = ["JobRequestServicer"]
@@ -205,32 +205,31 @@ class JobRequestServicer(pb_grpc.JobRequestServiceServicer):
         identity = self._identity(context)
         request_id = _request_id(request.job_request_id)
         task_type = _bounded(request.task_type, "task_type")
-        details = await self._requests.get(identity, request_id)
-        if task_type:
-            await self._check_task_type(identity, details.request.job_definition_id, task_type)
-        sent: dict[str, tuple[int, int]] = {}
-        for message in self._new_lines(details.tasks, task_type, sent):
-            yield message
-        if not request.follow or details.request.job_state.is_terminal:
-            return
-        changed = asyncio.Event()
-        watcher = asyncio.create_task(self._signal_changes(identity, request_id, changed))
-        try:
-            while True:
-                changed.clear()
-                details = await self._requests.get(identity, request_id)
-                more = [self._services.logs.snapshot(t.id)[1] for t in _selected(details.tasks, task_type)]
-                for message in self._new_lines(details.tasks, task_type, sent):
-                    yield message
-                if details.request.job_state.is_terminal:
-                    return
-                if watcher.done():
-                    watcher.result()  # re-raises what broke it
-                    watcher = asyncio.create_task(self._signal_changes(identity, request_id, changed))
-                await _first_of(changed, *more)
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        checked = not task_type
+        items = follow_request(
+            self._requests,
+            self._services.logs,
+            identity,
+            request_id,
+            task_type=task_type,
+            follow=request.follow,
+        )
+        async with contextlib.aclosing(items):
+            async for item in items:
+                if isinstance(item, RequestChanged):
+                    if not checked:
+                        await self._check_task_type(
+                            identity, item.details.request.job_definition_id, task_type
+                        )
+                        checked = True
+                    continue
+                for batch in _batches(list(item.lines)):
+                    yield pb.StreamTaskLogsResponse(
+                        task_type=item.task_type,
+                        task_execution_id=item.task_execution_id,
+                        task_retry=item.task_retry,
+                        lines=[convert.log_line(line) for line in batch],
+                    )
 
     async def _check_task_type(self, identity: Identity, definition_id: str, task_type: str) -> None:
         """NOT_FOUND for a task type the request's definition lacks (else `follow` would wait for lines
@@ -241,40 +240,6 @@ class JobRequestServicer(pb_grpc.JobRequestServiceServicer):
             return
         if record.definition().task(task_type) is None:
             raise NotFound(f"job type {record.job_type!r} has no task {task_type!r}")
-
-    async def _signal_changes(self, identity: Identity, request_id: int, changed: asyncio.Event) -> None:
-        """Set `changed` at every event of the request (new tasks, state changes); returns when the
-        request is terminal."""
-        events = cast(AsyncGenerator[EventRecord, None], self._requests.watch(identity, request_id))
-        try:
-            async with contextlib.aclosing(events):
-                async for _ in events:
-                    changed.set()
-        finally:
-            changed.set()  # also when the watch broke: the follower then sees why
-
-    def _new_lines(
-        self, tasks: Iterable[TaskExecutionRecord], task_type: str, sent: dict[str, tuple[int, int]]
-    ) -> Iterator[pb.StreamTaskLogsResponse]:
-        """Messages with the lines not sent yet (per task, by attempt and sequence), batched by attempt."""
-        for task in _selected(tasks, task_type):
-            lines, _ = self._services.logs.snapshot(task.id)
-            last = sent.get(task.id, (-1, -1))
-            fresh = [line for line in lines if (line.task_retry, line.sequence) > last]
-            if not fresh:
-                continue
-            sent[task.id] = (fresh[-1].task_retry, fresh[-1].sequence)
-            for batch in _batches(fresh):
-                yield pb.StreamTaskLogsResponse(
-                    task_type=task.task_type,
-                    task_execution_id=task.id,
-                    task_retry=batch[0].task_retry,
-                    lines=[convert.log_line(line) for line in batch],
-                )
-
-
-def _selected(tasks: Iterable[TaskExecutionRecord], task_type: str) -> list[TaskExecutionRecord]:
-    return [task for task in tasks if not task_type or task.task_type == task_type]
 
 
 def _batches(lines: list[StoredLine]) -> Iterator[list[StoredLine]]:
@@ -293,14 +258,3 @@ def _batches(lines: list[StoredLine]) -> Iterator[list[StoredLine]]:
         size += len(line.text)
     if batch:
         yield batch
-
-
-async def _first_of(*events: asyncio.Event) -> None:
-    """Wait until any of `events` is set."""
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)

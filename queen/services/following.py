@@ -51,9 +51,11 @@ async def follow_request(
     *,
     task_type: str = "",
     with_logs: bool = True,
+    follow: bool = True,
 ) -> AsyncGenerator[RequestChanged | LogLines, None]:
     """The request now, its kept log lines (of `task_type`'s task, or of every task), then each change
-    and each new line, until the request is terminal and everything was sent.
+    and each new line, until the request is terminal and everything was sent (without `follow`: the
+    request and its lines as they are now, and nothing more).
 
     NotFound (before anything is yielded) if the caller cannot see the request. Lines come task by
     task, in order within an attempt; an attempt's lines are never sent twice.
@@ -78,7 +80,7 @@ async def follow_request(
                     more.append(arrives)
                     for batch in _new_lines(task, lines, sent):
                         yield batch
-            if details.request.job_state.is_terminal:
+            if details.request.job_state.is_terminal or not follow:
                 return
             if watcher.done() and not changed.is_set():
                 watcher.result()  # re-raises what broke the watch
