@@ -3,14 +3,18 @@
 The client commands (definitions, submit, status, logs, ...) are the SDK's own (`sdk.commands`).
 
 A client-only install has the client commands; installing the Queen or the Ant adds theirs through the
-`formicary.commands` entry-point group, whose objects are `register(app: typer.Typer) -> None`.
+`formicary.commands` entry-point group, whose objects are `register(app: typer.Typer) -> None`. Each
+entry point is named after a command it adds (one `register` may be listed under several names): a
+command line naming one loads only that plugin, so `formicary ant` or `formicary status` never imports
+the Queen (an Ant starts in a fraction of the time and memory); `--help` and unknown names load all.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import entry_points
+from collections.abc import Sequence
+from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated
 
 import typer
@@ -24,8 +28,9 @@ __all__ = ["COMMAND_GROUP", "build_app", "main"]
 COMMAND_GROUP = "formicary.commands"
 
 
-def build_app(*, telemetry: bool = False) -> typer.Typer:
-    """The CLI with every installed plugin's subcommands registered.
+def build_app(*, telemetry: bool = False, argv: Sequence[str] | None = None) -> typer.Typer:
+    """The CLI with the installed plugins' subcommands registered: all of them, or with `argv` (the
+    command line after the program name) only what it invokes (see the module's docstring).
 
     `telemetry`: the client commands set up this process's logs and traces (the console script does;
     a program or test that runs the app in its own process keeps its own set-up)."""
@@ -63,7 +68,7 @@ def build_app(*, telemetry: bool = False) -> typer.Typer:
 
     register_client_commands(app)
     client_commands.update(_command_names(app))
-    for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
+    for entry_point in _plugins_for(argv, client_commands):
         try:
             register = entry_point.load()
             register(app)
@@ -74,6 +79,34 @@ def build_app(*, telemetry: bool = False) -> typer.Typer:
                 file=sys.stderr,
             )
     return app
+
+
+def _plugins_for(argv: Sequence[str] | None, client_commands: set[str]) -> list[EntryPoint]:
+    """The plugins to load for `argv`: none for a client command, the one named after the invoked
+    command, else (no command, help, an unknown name) every plugin, each `register` once."""
+    plugins = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name)
+    invoked = _invoked_command(argv or ())
+    if argv is not None and invoked is not None:
+        if invoked in client_commands:
+            return []
+        named = [ep for ep in plugins if ep.name == invoked]
+        if named:
+            return named
+    unique: dict[str, EntryPoint] = {}
+    for ep in plugins:
+        unique.setdefault(ep.value, ep)
+    return list(unique.values())
+
+
+def _invoked_command(argv: Sequence[str]) -> str | None:
+    """The first word of `argv` that is not a root option or its value (`--token T`)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--token":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _command_names(app: typer.Typer) -> set[str]:
@@ -91,4 +124,4 @@ def _configure_client_telemetry() -> None:
 
 def main() -> None:
     """Entry point of the `formicary` console script."""
-    build_app(telemetry=True)()
+    build_app(telemetry=True, argv=sys.argv[1:])()
