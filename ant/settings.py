@@ -114,6 +114,13 @@ class AntSettings(BaseSettings):
         le=timedelta(milliseconds=500),
         description="Longest time a log line waits before it is sent (at most 500 ms, as the protocol says).",
     )
+    log_linger: timedelta = Field(
+        default=timedelta(milliseconds=5),
+        ge=timedelta(0),
+        le=timedelta(milliseconds=100),
+        description="How long a task's first waiting log line may wait for more, on an idle stream, so "
+        "that a short task's lines travel with its result (protocol 2); 0 sends at once.",
+    )
     log_max_pending_lines: int = Field(
         default=20_000,
         ge=100,

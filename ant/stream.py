@@ -120,6 +120,7 @@ class _Attempt:
     result: ExecutionResult | None = None
     result_sequence: int | None = None
     result_sent_on: int = 0  # number of the connection the result was last sent on; 0: never
+    waiting_since: float | None = None  # loop time of the oldest line waiting to be sent
 
     @property
     def task_execution_id(self) -> str:
@@ -147,6 +148,7 @@ class _Connection:
     last_received: float
     ended: asyncio.Future[_End]
     log_deadline: asyncio.TimerHandle | None = None  # when waiting lines are sent even on a busy stream
+    linger_end: asyncio.TimerHandle | None = None  # when lingering lines may go on an idle stream
     reported: tuple[int, int] = (0, 0)  # free_slots and last_acked_sequence of the last Heartbeat built
 
     def finish(self, end: _End) -> None:
@@ -772,8 +774,9 @@ class AntClient:
 
     def _output_waiting(self, attempt: _Attempt, urgent: bool) -> None:
         """`attempt` has lines or its result to send: queued now when `urgent` (a full frame, an ended
-        attempt), otherwise when the stream is next idle and at the latest `log_flush_interval` from
-        now (section 6)."""
+        attempt), otherwise when the stream is next idle once they waited `log_linger` (so that a short
+        task's lines go with its result, protocol 2), and at the latest `log_flush_interval` from now
+        (section 6)."""
         self._to_send[attempt.task_execution_id] = attempt
         conn = self._connection
         if conn is None:
@@ -781,11 +784,22 @@ class AntClient:
         if urgent:
             self._send_logs(conn)
             return
-        conn.out.poke()
+        loop = asyncio.get_running_loop()
+        if attempt.waiting_since is None:
+            attempt.waiting_since = loop.time()
+        linger = self._settings.log_linger.total_seconds() if conn.terms.protocol_version >= 2 else 0.0
+        if linger <= 0:
+            conn.out.poke()
+        elif conn.linger_end is None:
+            conn.linger_end = loop.call_later(linger, self._linger_passed, conn)
         if conn.log_deadline is None:
             conn.log_deadline = asyncio.get_running_loop().call_later(
                 self._settings.log_flush_interval.total_seconds(), self._log_deadline_passed, conn
             )
+
+    def _linger_passed(self, conn: _Connection) -> None:
+        conn.linger_end = None
+        conn.out.poke()  # the writer, if idle, takes the lines that lingered long enough (_send_waiting)
 
     def _log_deadline_passed(self, conn: _Connection) -> None:
         conn.log_deadline = None
@@ -793,17 +807,30 @@ class AntClient:
             self._send_logs(conn)
 
     def _send_waiting(self, connection_number: int) -> None:
-        """The stream of connection `connection_number` has nothing to send: send waiting lines."""
+        """The stream of connection `connection_number` has nothing to send: send the lines that waited
+        at least `log_linger` (the others are sent when it has passed)."""
         conn = self._connection
-        if conn is not None and conn.number == connection_number and self._to_send:
-            self._send_logs(conn)
+        if conn is None or conn.number != connection_number or not self._to_send:
+            return
+        linger = self._settings.log_linger.total_seconds() if conn.terms.protocol_version >= 2 else 0.0
+        ripe_before = asyncio.get_running_loop().time() - linger
+        young = [
+            a for a in self._to_send.values() if a.waiting_since is not None and a.waiting_since > ripe_before
+        ]
+        if young and conn.linger_end is None:
+            delay = min(a.waiting_since or 0.0 for a in young) - ripe_before
+            conn.linger_end = asyncio.get_running_loop().call_later(delay, self._linger_passed, conn)
+        self._send_logs(conn, skip=frozenset(a.task_execution_id for a in young))
 
-    def _send_logs(self, conn: _Connection) -> None:
+    def _send_logs(self, conn: _Connection, skip: frozenset[str] = frozenset()) -> None:
         """Queue the waiting log lines, within the bulk lane's room, and the results that are due, each
         after its attempt's lines; what does not fit waits for the stream's next idle moment."""
         for attempt in list(self._to_send.values()):
+            if attempt.task_execution_id in skip:
+                continue
             if self._send_attempt(attempt, conn):
                 del self._to_send[attempt.task_execution_id]
+                attempt.waiting_since = None
             elif not conn.out.bulk_room:
                 return
 

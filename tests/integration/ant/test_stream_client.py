@@ -210,6 +210,31 @@ async def test_protocol_2_carries_the_last_lines_in_the_result_and_acks_in_a_dis
         assert beats() == [[], ["t3"]]
 
 
+async def test_a_short_tasks_lines_linger_into_its_result_a_long_tasks_go_out_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    registry = ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})
+    linger = timedelta(milliseconds=100)
+    async with (
+        running_queen() as queen,
+        AntClient(ant_settings(queen.address, tmp_path, log_linger=linger), registry),
+    ):
+        stream = await queen.next_stream()
+        await stream.next("register")
+        stream.send(registered("s1", protocol_version=2))
+        await stream.next("heartbeat")
+        stream.send(dispatch(1, "short", "true"))
+        result = (await stream.next("task_result")).task_result
+        assert [line.text for line in result.lines] == ["$ true"]
+        assert "log_lines" not in stream.kinds("short")
+
+        stream.send(dispatch(2, "long", "echo started", "sleep 2"))
+        lines = (await stream.next("log_lines", timeout=1.5)).log_lines
+        assert lines.task_execution_id == "long"
+        assert [line.text for line in lines.lines] == ["$ echo started", "started", "$ sleep 2"]
+        assert "task_result" not in stream.kinds("long")  # out while the task runs
+
+
 async def test_the_bearer_credential_travels_as_metadata(tmp_path: Path) -> None:
     registry = ExecutorRegistry({Method.SHELL: GatedExecutor()})
     async with (
