@@ -227,6 +227,7 @@ async def transition_request(
     *,
     message: str = "",
     now: datetime | None = None,
+    through: JobState | None = None,
     **changes: Unpack[RequestChanges],
 ) -> JobRequestRecord:
     """Move the request from `expected` to `target`, setting `changes`, and log `job_state_changed`.
@@ -234,8 +235,13 @@ async def transition_request(
     Raises InvalidTransition before touching the database if the table forbids expected → target, and
     after the guarded UPDATE if the request is no longer in `expected` (a lost race); NotFound if it
     does not exist. `message` (default: the error message, if any) goes to the event.
+
+    `through`: a state passed on the way in the same transaction (READY → STARTED → EXECUTING when a
+    supervisor starts a job): one UPDATE, both transitions logged (`changes` with the first).
     """
-    check_job_transition(expected, target)
+    steps = [(expected, target)] if through is None else [(expected, through), (through, target)]
+    for source, destination in steps:
+        check_job_transition(source, destination)
     now = now or utc_now()
     row = await guarded_update(
         session,
@@ -247,16 +253,18 @@ async def transition_request(
         target=target,
         values={**changes, "updated_at": now},
     )
-    await append_event(
-        session,
-        job_request_id=request_id,
-        kind=EventKind.JOB_STATE_CHANGED,
-        from_state=expected,
-        to_state=target,
-        message=message or changes.get("error_message", ""),
-        data={key: to_json_value(value) for key, value in changes.items()},
-        now=now,
-    )
+    data = {key: to_json_value(value) for key, value in changes.items()}
+    for number, (source, destination) in enumerate(steps):
+        await append_event(
+            session,
+            job_request_id=request_id,
+            kind=EventKind.JOB_STATE_CHANGED,
+            from_state=source,
+            to_state=destination,
+            message=(message or changes.get("error_message", "")) if number == 0 else "",
+            data=data if number == 0 else {},
+            now=now,
+        )
     return _record(row)
 
 

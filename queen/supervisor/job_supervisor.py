@@ -326,20 +326,30 @@ class JobSupervisor:
                 execution = existing
         if request.job_state is JobState.READY:
             if execution is None:
-                execution = await executions.create_job_execution(session, request, definition_record)
+                # created running: READY -> STARTED -> EXECUTING all happen in this transaction
+                execution = await executions.create_job_execution(
+                    session, request, definition_record, state=JobState.EXECUTING, now=now
+                )
                 if request.restart_mode == "soft" and request.job_execution_id:
                     first = definition_record.definition().first_task.task_type
                     cursor = Cursor(first, None, reuse_from=request.job_execution_id)
                     execution = await executions.set_cursor(session, execution.id, cursor.to_json())
+            elif execution.job_state is not JobState.EXECUTING:
+                execution = await executions.transition_job_execution(
+                    session, execution.id, execution.job_state, JobState.EXECUTING
+                )
             request = await requests.transition_request(
                 session,
                 request.id,
                 JobState.READY,
-                JobState.STARTED,
+                JobState.EXECUTING,
+                through=JobState.STARTED,
                 job_execution_id=execution.id,
                 started_at=request.started_at or now,
                 wait_reason="",
+                paused_until=None,
             )
+            return request, execution
         assert execution is not None, "a STARTED or PAUSED request always has a running execution"
         if execution.job_state is not JobState.EXECUTING:
             execution = await executions.transition_job_execution(
