@@ -31,10 +31,20 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["FastStatement", "executed", "insert_if_absent", "returning_columns", "run"]
+__all__ = [
+    "FastStatement",
+    "defer",
+    "executed",
+    "flush_deferred",
+    "insert_if_absent",
+    "returning_columns",
+    "run",
+]
 
 _Processor = Callable[[Any], Any] | None
 _DRIVER_KEY = "formicary_fast_driver"
+_DEFERRED_KEY = "formicary_deferred"  # statements left for the end of the transaction (`defer`)
+DEFER_KEY = "formicary_defer"  # set by Database.transaction(), which flushes them before it commits
 _executed = 0
 
 
@@ -114,12 +124,50 @@ def returning_columns(table: Table) -> tuple[KeyedColumnElement[Any], ...]:
     return tuple(table.c)
 
 
-async def run(
-    session: AsyncSession, statement: FastStatement, params: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Execute `statement` with `params` in the session's transaction; the returned rows as dicts."""
+async def defer(session: AsyncSession, statement: FastStatement, params: Mapping[str, Any]) -> None:
+    """Execute `statement` (no RETURNING) at the end of the session's transaction, with the others of
+    its kind in one multi-row execution (one round trip on PostgreSQL), when the transaction is a
+    `Database.transaction()`; at once otherwise. Readers of what it writes call `flush_deferred` first.
+    The values are checked (bound) now, so a bad one fails here, not at the commit."""
+    if not session.info.get(DEFER_KEY):
+        await run(session, statement, params)
+        return
+    compiled = statement.compiled_for(session.get_bind().dialect)
+    values = _bound(compiled, params)
+    session.info.setdefault(_DEFERRED_KEY, []).append((statement, values))
+
+
+async def flush_deferred(session: AsyncSession) -> None:
+    """Execute the statements `defer` left, in order, consecutive ones of a kind in one execution."""
+    pending: list[tuple[FastStatement, dict[str, Any]]] | None = session.info.pop(_DEFERRED_KEY, None)
+    if not pending:
+        return
+    start = 0
+    for end in range(1, len(pending) + 1):
+        if end == len(pending) or pending[end][0] is not pending[start][0]:
+            await _run_many(session, pending[start][0], [values for _, values in pending[start:end]])
+            start = end
+
+
+async def _run_many(session: AsyncSession, statement: FastStatement, rows: Sequence[dict[str, Any]]) -> None:
     global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
     _executed += 1
+    driver = await _driver(session)
+    dialect = session.get_bind().dialect
+    compiled = statement.compiled_for(dialect)
+    dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+    parameters = [_parameters(compiled, values) for values in rows]
+    try:
+        if dialect.name == "sqlite":
+            driver._conn.executemany(compiled.sql, parameters)
+        else:
+            async with driver.cursor() as cursor:
+                await cursor.executemany(compiled.sql, parameters)  # pipelined by psycopg
+    except dbapi_error as error:
+        raise DBAPIError.instance(compiled.sql, None, error, dbapi_error) from error
+
+
+async def _driver(session: AsyncSession) -> Any:
     if session.new:
         await session.flush()
     driver = session.info.get(_DRIVER_KEY)
@@ -127,17 +175,36 @@ async def run(
         connection = await session.connection()
         raw = await connection.get_raw_connection()
         driver = session.info[_DRIVER_KEY] = raw.driver_connection
-    dialect = session.get_bind().dialect
-    compiled = statement.compiled_for(dialect)
+    return driver
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` through the columns' bind processors, as SQLAlchemy would send them."""
     if compiled.constants:
         params = {**compiled.constants, **params}
     try:
-        values = {
+        return {
             name: params[name] if processor is None else processor(params[name])
             for name, processor in compiled.binds
         }
     except Exception as error:  # a value the column type refuses: reported as SQLAlchemy reports it
         raise StatementError(str(error), compiled.sql, None, error) from error
+
+
+def _parameters(compiled: _Compiled, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+    return tuple(values[name] for name in compiled.names) if compiled.positional else values
+
+
+async def run(
+    session: AsyncSession, statement: FastStatement, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Execute `statement` with `params` in the session's transaction; the returned rows as dicts."""
+    global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
+    _executed += 1
+    driver = await _driver(session)
+    dialect = session.get_bind().dialect
+    compiled = statement.compiled_for(dialect)
+    values = _bound(compiled, params)
     dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
     try:
         if dialect.name == "sqlite":
@@ -162,10 +229,7 @@ async def run(
 def _run_sqlite(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> tuple[Any, list[Any]]:
     # the InlineConnection of _sqlite_inline: the sqlite3 connection itself, in this (event loop) thread
     connection = driver._conn
-    parameters: Sequence[Any] | Mapping[str, Any] = (
-        tuple(values[name] for name in compiled.names) if compiled.positional else values
-    )
-    cursor = connection.execute(compiled.sql, parameters)
+    cursor = connection.execute(compiled.sql, _parameters(compiled, values))
     try:
         return cursor.description, cursor.fetchall() if cursor.description else []
     finally:
@@ -173,11 +237,8 @@ def _run_sqlite(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> 
 
 
 async def _run_psycopg(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> tuple[Any, list[Any]]:
-    parameters: Sequence[Any] | Mapping[str, Any] = (
-        tuple(values[name] for name in compiled.names) if compiled.positional else values
-    )
     async with driver.cursor() as cursor:
-        await cursor.execute(compiled.sql, parameters)
+        await cursor.execute(compiled.sql, _parameters(compiled, values))
         if not compiled.returning:
             return None, []
         rows = list(await cursor.fetchall())

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
+from queen.store._fast import DEFER_KEY, flush_deferred
 from queen.store._sqlite_inline import InlineConnection
 from queen.store._sqlite_inline import connect as connect_inline
 
@@ -170,7 +171,9 @@ class Database:
         """A new session inside one transaction: committed when the block ends, rolled back if it raises."""
         try:
             async with self.session() as session, session.begin():
+                session.info[DEFER_KEY] = True
                 yield session
+                await flush_deferred(session)  # the events of the transaction, in one statement
         except IntegrityError as error:
             if _is_unique_violation(error):
                 raise DuplicateKey(str(error.orig)) from error

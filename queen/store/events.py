@@ -20,7 +20,7 @@ from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, run
+from queen.store._fast import FastStatement, defer, flush_deferred
 from queen.store._json import freeze_mapping, to_json_object
 from queen.store.models import EventRow
 from queen.store.records import EventRecord
@@ -41,10 +41,7 @@ _EVENT_COLUMNS = (
 )
 # a dispatch-path statement (see _fast): every state change appends one
 _INSERT_EVENT = FastStatement(
-    lambda _dialect: (
-        insert(_EVENTS).values({name: bindparam(name) for name in _EVENT_COLUMNS}).returning(_EVENTS.c.id)
-    ),
-    (_EVENTS.c.id,),
+    lambda _dialect: insert(_EVENTS).values({name: bindparam(name) for name in _EVENT_COLUMNS})
 )
 
 
@@ -73,43 +70,27 @@ async def append_event(
     message: str = "",
     data: Mapping[str, Any] | None = None,
     now: datetime | None = None,
-) -> EventRecord:
-    """Append one event to the request's log and return it (with its id).
+) -> None:
+    """Append one event to the request's log, in the caller's transaction.
 
-    A Core INSERT (the dispatch path appends two events per task). Rows the session holds pending
-    (`session.add`) are flushed first, so the event's references exist when it is inserted.
+    In a `Database.transaction()` the transaction's events are inserted together just before it commits
+    (one multi-row statement: a task's three events cost one statement, one round trip on PostgreSQL);
+    `events_since` in the same transaction sees them. Ids follow the order of the appends.
     """
-    created_at = now or utc_now()
-    kind_text = str(kind)
-    from_text = None if from_state is None else str(from_state)
-    to_text = None if to_state is None else str(to_state)
-    payload = to_json_object(data or {})
-    rows = await run(
+    await defer(
         session,
         _INSERT_EVENT,
         {
             "job_request_id": job_request_id,
             "task_execution_id": task_execution_id,
             "task_type": task_type,
-            "kind": kind_text,
-            "from_state": from_text,
-            "to_state": to_text,
+            "kind": str(kind),
+            "from_state": None if from_state is None else str(from_state),
+            "to_state": None if to_state is None else str(to_state),
             "message": message,
-            "data": payload,
-            "created_at": created_at,
+            "data": to_json_object(data or {}),
+            "created_at": now or utc_now(),
         },
-    )
-    return EventRecord(
-        id=int(rows[0]["id"]),
-        job_request_id=job_request_id,
-        task_execution_id=task_execution_id,
-        task_type=task_type,
-        kind=kind_text,
-        from_state=from_text,
-        to_state=to_text,
-        message=message,
-        data=freeze_mapping(payload),
-        created_at=created_at,
     )
 
 
@@ -117,6 +98,7 @@ async def events_since(
     session: AsyncSession, job_request_id: int, after_id: int = 0, limit: int = 100
 ) -> list[EventRecord]:
     """The request's events with id > after_id, oldest first, at most `limit`."""
+    await flush_deferred(session)
     stmt = (
         select(EventRow)
         .where(EventRow.job_request_id == job_request_id, EventRow.id > after_id)
