@@ -8,13 +8,14 @@ TaskRetry, dates, epoch) → the task's `variables` → request params → outpu
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -103,12 +104,18 @@ def to_jinja(text: str) -> str:
     return _GO_REFERENCE.sub(lambda m: "{{ " + m.group(1) + " }}", text)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> Template:
+    """A template compiled once: a job's tasks render the same lines for every request and retry."""
+    return _ENVIRONMENT.from_string(to_jinja(text))
+
+
 def render(text: str, variables: Mapping[str, Any]) -> str:
     """Render one template string; a missing variable or unsafe expression raises `InvalidArgument`."""
     if "{{" not in text and "{%" not in text:
         return text
     try:
-        rendered = _ENVIRONMENT.from_string(to_jinja(text)).render(variables)
+        rendered = _compiled(text).render(variables)
     except SecurityError as exc:
         raise InvalidArgument(f"template {text!r} is not allowed: {exc}") from exc
     except TemplateError as exc:
