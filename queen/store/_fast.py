@@ -128,7 +128,8 @@ async def defer(session: AsyncSession, statement: FastStatement, params: Mapping
     """Execute `statement` (no RETURNING) at the end of the session's transaction, with the others of
     its kind in one multi-row execution (one round trip on PostgreSQL), when the transaction is a
     `Database.transaction()`; at once otherwise. Readers of what it writes call `flush_deferred` first.
-    The values are checked (bound) now, so a bad one fails here, not at the commit."""
+    The values are checked (bound) now, so a bad one fails here, not at the commit. Not inside a
+    savepoint (`begin_nested`): rolling the savepoint back would not take back what was deferred."""
     if not session.info.get(DEFER_KEY):
         await run(session, statement, params)
         return
