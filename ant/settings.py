@@ -117,9 +117,10 @@ class AntSettings(BaseSettings):
     log_linger: timedelta = Field(
         default=timedelta(milliseconds=5),
         ge=timedelta(0),
-        le=timedelta(milliseconds=100),
+        le=timedelta(milliseconds=500),
         description="How long a task's first waiting log line may wait for more, on an idle stream, so "
-        "that a short task's lines travel with its result (protocol 2); 0 sends at once.",
+        "that a short task's lines travel with its result (protocol 2); 0 sends at once. Lines never "
+        "wait beyond log_flush_interval.",
     )
     log_max_pending_lines: int = Field(
         default=20_000,

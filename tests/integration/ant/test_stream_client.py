@@ -214,10 +214,11 @@ async def test_a_short_tasks_lines_linger_into_its_result_a_long_tasks_go_out_wh
     tmp_path: Path,
 ) -> None:
     registry = ExecutorRegistry({Method.SHELL: ShellExecutor(kill_grace=0.2)})
-    linger = timedelta(milliseconds=100)
+    # generous, so that `true` ends within it even on a loaded machine (flushing waits no longer either)
+    waits = {"log_linger": timedelta(milliseconds=450), "log_flush_interval": timedelta(milliseconds=500)}
     async with (
         running_queen() as queen,
-        AntClient(ant_settings(queen.address, tmp_path, log_linger=linger), registry),
+        AntClient(ant_settings(queen.address, tmp_path, **waits), registry),
     ):
         stream = await queen.next_stream()
         await stream.next("register")
