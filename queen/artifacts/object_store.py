@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +54,12 @@ class ObjectStore(Protocol):
         expected_sha256: str | None = None,
     ) -> StoredObject:
         """Store the concatenated `chunks` under `key`, atomically (see the class documentation)."""
+        ...
+
+    async def put_many(self, objects: Sequence[tuple[str, bytes]], *, max_bytes: int) -> list[StoredObject]:
+        """Store several small objects given whole (a batch of task logs), all or none: on any failure
+        none of them is left. A backend may make them durable together (the local store syncs its file
+        system once for the batch instead of twice per object)."""
         ...
 
     def get(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncGenerator[bytes, None]:

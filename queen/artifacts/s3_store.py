@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -152,6 +152,19 @@ class S3ObjectStore:
             raise self._error(key, error) from error
         return stored
 
+    async def put_many(self, objects: Sequence[tuple[str, bytes]], *, max_bytes: int) -> list[StoredObject]:
+        """One `put` after the other (S3 makes each durable on its own); all or none."""
+        stored: list[StoredObject] = []
+        try:
+            for key, data in objects:
+                stored.append(await self.put(key, _whole(data), max_bytes=max_bytes))
+        except BaseException:
+            for key, _ in objects[: len(stored)]:
+                with contextlib.suppress(ObjectStoreError):
+                    await asyncio.shield(self.delete(key))
+            raise
+        return stored
+
     async def get(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncGenerator[bytes, None]:
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -251,3 +264,7 @@ class S3ObjectStore:
 def _release(response: Any) -> None:
     response.close()
     response.release_conn()
+
+
+async def _whole(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -393,30 +393,34 @@ class ArtifactService:
         """Store several attempts' console logs as LOG artifacts, their records in ONE transaction.
 
         What the LogArchive calls with the attempts that finished since its last batch: the owners come
-        from the supervisor (no lookup), the contents go to the object store one by one, the records
-        are inserted together. When the transaction fails no record exists and every object is removed.
+        from the supervisor (no lookup), the contents go to the object store in one `put_many`, the
+        records are inserted together. When the transaction fails no record exists and every object is
+        removed.
         """
+        batch: list[tuple[TaskLog, str, str, bytes]] = []
+        for task_log in logs:
+            check_artifact_name(task_log.name)
+            artifact_id = str(uuid.uuid4())
+            key = artifact_key(
+                organization_id=task_log.organization_id,
+                job_request_id=task_log.job_request_id,
+                task_type=task_log.task_type,
+                artifact_id=artifact_id,
+                name=task_log.name,
+            )
+            batch.append((task_log, artifact_id, key, _encoded_log(task_log.lines, self._max_bytes)))
+        if not batch:
+            return []
         written: list[tuple[TaskLog, str, str, StoredObject]] = []
         try:
-            for task_log in logs:
-                check_artifact_name(task_log.name)
-                artifact_id = str(uuid.uuid4())
-                key = artifact_key(
-                    organization_id=task_log.organization_id,
-                    job_request_id=task_log.job_request_id,
-                    task_type=task_log.task_type,
-                    artifact_id=artifact_id,
-                    name=task_log.name,
-                )
-                stored = await self._store.put(
-                    key,
-                    _encoded_lines(task_log.lines, self._max_bytes),
-                    content_type=LOG_CONTENT_TYPE,
-                    max_bytes=self._max_bytes,
-                )
-                written.append((task_log, artifact_id, key, stored))
-            if not written:
-                return []
+            # the contents in one call (all or none; the local store makes them durable together)
+            contents = await self._store.put_many(
+                [(key, data) for _, _, key, data in batch], max_bytes=self._max_bytes
+            )
+            written = [
+                (task_log, artifact_id, key, stored)
+                for (task_log, artifact_id, key, _), stored in zip(batch, contents, strict=True)
+            ]
             now = utc_now()
             async with self._db.transaction() as session:
                 records = [
@@ -554,6 +558,16 @@ async def _verified(
             f"the content of artifact {record.id} changed in the object store: {size} bytes with sha256 "
             f"{digest.hexdigest()}, recorded {record.content_length} bytes with sha256 {record.sha256}"
         )
+
+
+def _encoded_log(lines: Iterable[str], limit: int) -> bytes:
+    """A whole log as `_encoded_lines` writes it (the same cut and note beyond `limit`), in memory."""
+    data = "".join(f"{line}\n" for line in lines).encode("utf-8", errors="replace")
+    budget = limit - len(_LOG_TRUNCATED)
+    if len(data) <= budget:
+        return data
+    cut = data[: max(budget, 0)]
+    return cut + _LOG_TRUNCATED[: max(limit - len(cut), 0)]
 
 
 async def _encoded_lines(lines: Iterable[str] | AsyncIterable[str], limit: int) -> AsyncIterator[bytes]:

@@ -59,6 +59,29 @@ async def test_put_get_exists_delete(
         await anext(object_store.get(KEY))
 
 
+async def test_put_many_stores_a_batch_with_sizes_and_digests(
+    object_store: ObjectStore, object_store_config: ObjectStoreConfig
+) -> None:
+    batch = [(f"org-1/42/build/{n:08x}/log.txt", content(1000 * n)) for n in range(4)]
+    stored = await object_store.put_many(batch, max_bytes=MIB)
+    assert [(s.size, s.sha256) for s in stored] == [(len(d), hashlib.sha256(d).hexdigest()) for _, d in batch]
+    assert await stored_names(object_store_config) == {key for key, _ in batch}
+    for key, data in batch:
+        assert await read_all(object_store.get(key)) == data
+
+
+async def test_put_many_is_all_or_none(
+    object_store: ObjectStore, object_store_config: ObjectStoreConfig
+) -> None:
+    batch = [
+        ("org-1/42/build/0000000a/log.txt", b"fits"),
+        ("org-1/42/build/0000000b/log.txt", content(MIB + 1)),
+    ]
+    with pytest.raises(ObjectTooLarge):
+        await object_store.put_many(batch, max_bytes=MIB)
+    assert await leftovers(object_store_config) == set()
+
+
 async def test_empty_object(object_store: ObjectStore) -> None:
     stored = await object_store.put(KEY, chunks_of(b""), max_bytes=0)
     assert (stored.size, stored.sha256) == (0, hashlib.sha256(b"").hexdigest())

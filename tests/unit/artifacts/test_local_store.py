@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from queen.artifacts import ContentMismatch, LocalObjectStore, ObjectNotFound, ObjectTooLarge
+from queen.artifacts import (
+    ContentMismatch,
+    LocalObjectStore,
+    ObjectNotFound,
+    ObjectStoreError,
+    ObjectTooLarge,
+)
 from tests.fixtures.waiting import assert_eventually
 
 pytestmark = pytest.mark.unit
@@ -228,3 +234,44 @@ async def test_a_cancellation_during_the_final_rename_leaves_nothing(
     with pytest.raises(asyncio.CancelledError):
         await upload
     assert everything_under(store.root) == set()
+
+
+async def test_a_batch_that_fails_half_way_leaves_nothing(store: LocalObjectStore) -> None:
+    # where the second object's directory should be, a file: its temporary file cannot be created
+    blocker = store.path_of("org-1/42/compile/00000002/log.txt").parent
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"in the way")
+    batch = [
+        ("org-1/42/compile/00000001/log.txt", b"first"),
+        ("org-1/42/compile/00000002/log.txt", b"second"),
+    ]
+    with pytest.raises(ObjectStoreError):
+        await store.put_many(batch, max_bytes=1024)
+    assert everything_under(store.root) == {
+        "org-1",
+        "org-1/42",
+        "org-1/42/compile",
+        "org-1/42/compile/00000002",
+    }
+
+
+async def test_a_batch_is_synced_once_not_per_object(
+    store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from queen.artifacts import local_store
+
+    syncs: list[str] = []
+    fsyncs: list[int] = []
+
+    def sync(directory: object) -> bool:
+        syncs.append(str(directory))
+        return True
+
+    monkeypatch.setattr(local_store, "_sync_filesystem", sync)
+    monkeypatch.setattr(os, "fsync", fsyncs.append)
+    batch = [(f"org-1/42/compile/{n:08x}/log.txt", b"line\n") for n in range(5)]
+    stored = await store.put_many(batch, max_bytes=1024)
+    assert [s.size for s in stored] == [5] * 5
+    assert syncs == [str(store.root)] * 2  # the contents, then the renames
+    assert fsyncs == []
+    assert all(store.path_of(key).read_bytes() == b"line\n" for key, _ in batch)
