@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain.errors import InvalidArgument, InvalidTransition
 from queen.domain.job_definition import JobDefinition
@@ -110,84 +112,82 @@ class Scheduler:
             return await self._pass(now)
 
     async def _pass(self, now: datetime | None) -> float | None:
+        """Read what is due and move it on in ONE transaction (reads, wait reasons, READY, skips and
+        refusals); supervisors are launched and watchers told once it committed."""
         self.passes += 1
         now = now or utc_now()
+        changed: list[int] = []
         async with self._db.transaction() as session:
             # paused requests whose pause_time elapsed: their supervisor moves them back to EXECUTING
             launched = [paused.id for paused in await requests.due_paused_requests(session, now)]
             pending = await requests.pending_requests(session, now, limit=_BATCH)
             active = Counter(await requests.active_counts(session))
             next_due = await requests.next_scheduled_at(session, now)
-        ready: list[JobRequestRecord] = []
-        for request in pending:
-            job = await self._definition(request)
-            if job is None:
-                continue
-            verdict = self._verdict(request, job, active)
-            if verdict is not None:
-                await self._set_wait_reason(request, verdict)
-                continue
-            if job.skip_if and self._skipped(request, job):
-                async with self._db.transaction() as session:
-                    await requests.transition_request(
+            for request in pending:
+                job = await self._definition(session, request)
+                if job is None:
+                    changed.append(request.id)  # refused: its definition no longer parses
+                    continue
+                verdict = self._verdict(request, job, active)
+                if verdict is not None:
+                    if request.wait_reason != verdict:
+                        await requests.set_wait_reason(session, request.id, verdict)
+                        changed.append(request.id)
+                    continue
+                if job.skip_if and self._skipped(request, job):
+                    if await self._move(
                         session,
-                        request.id,
-                        JobState.PENDING,
+                        request,
                         JobState.COMPLETED,
                         message=f"skipped: skip_if {job.skip_if!r} is true",
                         ended_at=utc_now(),
-                    )
-                self._notifier.changed(request.id)
-                continue
-            active[request.organization_id, request.job_type] += 1
-            ready.append(request)
-        launched.extend(await self._make_ready(ready))
+                    ):
+                        changed.append(request.id)
+                    continue
+                if await self._move(session, request, JobState.READY, wait_reason=""):
+                    active[request.organization_id, request.job_type] += 1
+                    launched.append(request.id)
+        for request_id in changed:
+            self._notifier.changed(request_id)
         for request_id in launched:
             self._supervisors.launch(request_id)
         if next_due is None:
             return None
         return (next_due - utc_now()).total_seconds()
 
-    async def _make_ready(self, ready: list[JobRequestRecord]) -> list[int]:
-        """PENDING -> READY for the pass's chosen requests, in one transaction; the ids that moved (a
-        request cancelled meanwhile is simply not among them)."""
-        if not ready:
-            return []
-        moved: list[int] = []
-        async with self._db.transaction() as session:
-            for request in ready:
-                try:
-                    await requests.transition_request(
-                        session, request.id, JobState.PENDING, JobState.READY, wait_reason=""
-                    )
-                except InvalidTransition:
-                    continue  # its guarded UPDATE matched nothing: the transaction is unharmed
-                moved.append(request.id)
-        return moved
+    @staticmethod
+    async def _move(
+        session: AsyncSession, request: JobRequestRecord, target: JobState, **changes: Any
+    ) -> bool:
+        """PENDING -> `target`; False when the request moved meanwhile (cancelled: its guarded UPDATE
+        matched nothing, and the transaction is unharmed)."""
+        try:
+            await requests.transition_request(session, request.id, JobState.PENDING, target, **changes)
+        except InvalidTransition:
+            return False
+        return True
 
-    async def _definition(self, request: JobRequestRecord) -> JobDefinition | None:
+    async def _definition(self, session: AsyncSession, request: JobRequestRecord) -> JobDefinition | None:
+        """The request's parsed definition (kept by version id); None when it no longer parses, in which
+        case the request is failed in `session`."""
         job = self._jobs.get(request.job_definition_id)
         if job is not None:
             return job
-        async with self._db.transaction() as session:
-            record = await definitions.get_definition(session, request.job_definition_id)
+        record = await definitions.get_definition(session, request.job_definition_id)
         if len(self._jobs) >= _CACHED_DEFINITIONS:
             self._jobs.clear()
         try:
             job = self._jobs[request.job_definition_id] = record.definition()
             return job
         except InvalidArgument as exc:
-            async with self._db.transaction() as session:
-                await requests.transition_request(
-                    session,
-                    request.id,
-                    JobState.PENDING,
-                    JobState.FAILED,
-                    error_code="ERR_INVALID_DEFINITION",
-                    error_message=str(exc),
-                    ended_at=utc_now(),
-                )
-            self._notifier.changed(request.id)
+            await self._move(
+                session,
+                request,
+                JobState.FAILED,
+                error_code="ERR_INVALID_DEFINITION",
+                error_message=str(exc),
+                ended_at=utc_now(),
+            )
             return None
 
     def _verdict(
@@ -214,10 +214,3 @@ class Scheduler:
             log.warning("skip_if_render_failed", job_request_id=request.id, skip_if=job.skip_if)
             return False
         return verdict not in ("", "false", "0", "no")
-
-    async def _set_wait_reason(self, request: JobRequestRecord, reason: str) -> None:
-        if request.wait_reason == reason:
-            return
-        async with self._db.transaction() as session:
-            await requests.set_wait_reason(session, request.id, reason)
-        self._notifier.changed(request.id)
