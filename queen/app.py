@@ -96,7 +96,7 @@ class Queen:
             notifier=self.notifier,
             sweep_interval=settings.sweep_interval,
         )
-        self.supervisors.on_finished = self.scheduler.wake
+        self.supervisors.on_finished = self.scheduler.supervisor_ended
         self.cron = CronTrigger(self.db, on_submitted=self.scheduler.wake)
         self.approvals = ApprovalService(db=self.db, notifier=self.notifier, launch=self.supervisors.launch)
         self.gate_timers = GateTimers(

@@ -59,10 +59,24 @@ class Scheduler:
         self._pass_lock = asyncio.Lock()
         self._jobs: dict[str, JobDefinition] = {}
         self.passes = 0
+        # Whether the last pass left requests waiting on a verdict (max_concurrency, no Ant) or saw a
+        # full batch: only then can a supervisor's end let something start.
+        self._held = True
 
     def wake(self) -> None:
         """Run a pass as soon as possible (cheap; many wakes before a pass make one pass)."""
         self._wake.set()
+
+    @property
+    def due(self) -> bool:
+        """A pass is due (woken since the last one started)."""
+        return self._wake.is_set()
+
+    def supervisor_ended(self) -> None:
+        """A job finished, paused or reached a gate: a pass, if requests wait for such a moment (a job
+        ending frees nothing for requests that wait for nothing: no transaction then)."""
+        if self._held:
+            self._wake.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="scheduler")
@@ -115,12 +129,14 @@ class Scheduler:
         """Read what is due and move it on in ONE transaction (reads, wait reasons, READY, skips and
         refusals); supervisors are launched and watchers told once it committed."""
         self.passes += 1
+        self._held = True  # until this pass knows better: a supervisor ending meanwhile wakes another
         now = now or utc_now()
         changed: list[int] = []
         async with self._db.transaction() as session:
             # paused requests whose pause_time elapsed: their supervisor moves them back to EXECUTING
             launched = [paused.id for paused in await requests.due_paused_requests(session, now)]
             pending = await requests.pending_requests(session, now, limit=_BATCH)
+            held = len(pending) >= _BATCH
             active = Counter(await requests.active_counts(session))
             next_due = await requests.next_scheduled_at(session, now)
             for request in pending:
@@ -130,6 +146,7 @@ class Scheduler:
                     continue
                 verdict = self._verdict(request, job, active)
                 if verdict is not None:
+                    held = True
                     if request.wait_reason != verdict:
                         await requests.set_wait_reason(session, request.id, verdict)
                         changed.append(request.id)
@@ -147,6 +164,7 @@ class Scheduler:
                 if await self._move(session, request, JobState.READY, wait_reason=""):
                     active[request.organization_id, request.job_type] += 1
                     launched.append(request.id)
+        self._held = held
         for request_id in changed:
             self._notifier.changed(request_id)
         for request_id in launched:

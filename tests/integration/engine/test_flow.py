@@ -366,3 +366,22 @@ async def test_the_sweep_adopts_a_running_request_whose_supervisor_died(engine: 
     details = await engine.wait_for(request_id, *DONE)
     assert details.request.job_state is JobState.COMPLETED
     assert engine.dispatcher.ran()[-1] == "after"
+
+
+async def test_a_job_ending_wakes_the_scheduler_only_for_requests_that_wait_for_it(engine: Engine) -> None:
+    from queen.domain.job_definition import TaskMethod
+    from queen.services.requests import Submission
+    from tests.fixtures.engine import IDENTITY
+
+    await engine.scheduler.run_once()  # nothing pending: nothing a job's end could start
+    engine.scheduler._wake.clear()
+    engine.scheduler.supervisor_ended()
+    assert not engine.scheduler.due
+
+    await engine.upload(job("held", shell("only")))
+    engine.dispatcher.unavailable.add(TaskMethod.SHELL)
+    await engine.requests.submit(IDENTITY, Submission("held", {}))
+    await engine.scheduler.run_once()  # left waiting: "no connected Ant runs SHELL tasks"
+    engine.scheduler._wake.clear()
+    engine.scheduler.supervisor_ended()
+    assert engine.scheduler.due
