@@ -385,3 +385,34 @@ async def test_a_job_ending_wakes_the_scheduler_only_for_requests_that_wait_for_
     engine.scheduler._wake.clear()
     engine.scheduler.supervisor_ended()
     assert engine.scheduler.due
+
+
+async def test_a_stored_definition_that_no_longer_parses_fails_its_request_not_the_pass(
+    engine: Engine,
+) -> None:
+    """A parser grown stricter since a version was stored: its request fails with ERR_INVALID_DEFINITION
+    and the other requests of the same pass still start."""
+    from sqlalchemy import text
+
+    from queen.domain.job_definition import TaskMethod
+    from queen.services.requests import Submission
+    from tests.fixtures.engine import IDENTITY
+
+    await engine.upload(job("fragile", shell("a")))
+    await engine.upload(job("sturdy", shell("b")))
+    engine.dispatcher.unavailable.add(TaskMethod.SHELL)  # both wait: their definitions get parsed now
+    fragile = await engine.requests.submit(IDENTITY, Submission("fragile", {}))
+    sturdy = await engine.requests.submit(IDENTITY, Submission("sturdy", {}))
+    await engine.scheduler.run_once()
+    async with engine.db.transaction() as session:  # what a stricter parser would now refuse
+        await session.execute(
+            text("UPDATE job_definitions SET yaml = :yaml, digest = :digest WHERE job_type = 'fragile'"),
+            {"yaml": "job_type: fragile\ntasks: {}\n", "digest": "0" * 64},
+        )
+    engine.scheduler._jobs.clear()
+    engine.dispatcher.unavailable.clear()
+    await engine.scheduler.run_once()
+
+    failed = await engine.wait_for(fragile.id, JobState.FAILED)
+    assert failed.request.error_code == "ERR_INVALID_DEFINITION"
+    await engine.wait_for(sturdy.id, JobState.COMPLETED)
