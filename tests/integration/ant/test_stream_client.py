@@ -291,6 +291,7 @@ async def test_flow_control_duplicates_and_new_attempts(tmp_path: Path) -> None:
         # A dispatch re-sent for an attempt the Ant holds: accepted again, nothing new starts.
         stream.send(dispatch(4, "a"))
         assert (await stream.next("task_accepted")).task_accepted.sequence == 4
+        await gated.started["a"].wait()  # the two attempts start in either order
         await gated.started["b"].wait()
         assert sorted(gated.runs) == ["a", "b"]
 
