@@ -3,6 +3,8 @@ the TaskRequest an Ant receives (see `queen.security.injection`), revealed only 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain.errors import InvalidArgument
@@ -143,10 +145,23 @@ class ConfigService:
     async def read_in(
         self, session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
     ) -> TaskConfigs:
-        """`for_task` in the caller's transaction (the supervisor's, creating the task's row)."""
+        """`for_task` in the caller's transaction."""
         found = await store.task_configs(
             session, organization_id=organization_id, job_type=job_type, user_id=user_id
         )
+        return self._task_configs(found)
+
+    async def read_later(
+        self, session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
+    ) -> Callable[[], TaskConfigs]:
+        """`for_task` read with the caller's transaction (the supervisor's, creating the task's row) among
+        its deferred statements; call the result once the transaction has ended (at the dispatch)."""
+        found = await store.task_configs_later(
+            session, organization_id=organization_id, job_type=job_type, user_id=user_id
+        )
+        return lambda: self._task_configs(found())
+
+    def _task_configs(self, found: Sequence[ConfigRecord]) -> TaskConfigs:
         values: dict[str, str] = {}
         secret: set[str] = set()
         for record in found:  # lowest precedence first: later ones replace earlier ones

@@ -442,6 +442,7 @@ class ArtifactService:
                         ),
                         content=_Stored(artifact_id, key, stored),
                         now=now,
+                        later=True,  # the batch's records in one statement (one round trip on PostgreSQL)
                     )
                     for task_log, artifact_id, key, stored in written
                 ]
@@ -463,8 +464,10 @@ class ArtifactService:
         owner: _Owner,
         content: _Stored,
         now: datetime,
+        later: bool = False,
     ) -> ArtifactRecord:
-        """The record of content already in the object store (in the caller's transaction)."""
+        """The record of content already in the object store (in the caller's transaction; `later`: with
+        its deferred statements, see `artifact_records.create_artifact`)."""
         retention = upload.retention or self._default_retention
         return await artifact_records.create_artifact(
             session,
@@ -485,6 +488,7 @@ class ArtifactService:
             metadata=upload.metadata,
             expires_at=None if retention is None else now + retention,
             now=now,
+            later=later,
         )
 
     async def _remove_content(self, record: ArtifactRecord) -> None:

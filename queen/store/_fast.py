@@ -12,11 +12,18 @@ committed or rolled back with it, like any other statement of the session.
 Rules for callers: pass only the session of an open `Database.transaction()`; rows the session holds
 pending are flushed first; ORM objects of the same rows that the session loaded earlier are not
 refreshed (the store's readers use `populate_existing`).
+
+Deferred statements (`defer`, `defer_returning`) run together at the end of the transaction, just before
+it commits: on PostgreSQL in one pipeline (one round trip, with the transaction's BEGIN when nothing ran
+before them), on SQLite in order on the connection. A guard on what they wrote (a state that was not the
+expected one, a row that existed after all) is checked then and refuses the whole transaction. The
+supervisor's result transaction is made of them: on PostgreSQL two round trips (statements, COMMIT)
+where it took seven.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,8 +39,12 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 
 __all__ = [
+    "BEGIN_PENDING_KEY",
+    "DEFER_KEY",
+    "Deferred",
     "FastStatement",
     "defer",
+    "defer_returning",
     "executed",
     "flush_deferred",
     "insert_if_absent",
@@ -45,6 +56,7 @@ _Processor = Callable[[Any], Any] | None
 _DRIVER_KEY = "formicary_fast_driver"
 _DEFERRED_KEY = "formicary_deferred"  # statements left for the end of the transaction (`defer`)
 DEFER_KEY = "formicary_defer"  # set by Database.transaction(), which flushes them before it commits
+BEGIN_PENDING_KEY = "formicary_begin_pending"  # in a connection's info: its BEGIN is not sent yet
 _executed = 0
 
 
@@ -124,6 +136,31 @@ def returning_columns(table: Table) -> tuple[KeyedColumnElement[Any], ...]:
     return tuple(table.c)
 
 
+@dataclass(slots=True)
+class Deferred:
+    """What a statement left for the end of its transaction (`defer_returning`) returned: its rows, once the
+    transaction's deferred statements have run (before it commits)."""
+
+    _rows: list[dict[str, Any]] | None = None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            raise RuntimeError("the deferred statement has not run yet (its transaction has not flushed)")
+        return self._rows
+
+
+Check = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    statement: FastStatement
+    values: dict[str, Any]
+    result: Deferred | None = None  # None: no rows wanted, may share an execution with its neighbours
+    check: Check | None = None
+
+
 async def defer(session: AsyncSession, statement: FastStatement, params: Mapping[str, Any]) -> None:
     """Execute `statement` (no RETURNING) at the end of the session's transaction, with the others of
     its kind in one multi-row execution (one round trip on PostgreSQL), when the transaction is a
@@ -134,49 +171,136 @@ async def defer(session: AsyncSession, statement: FastStatement, params: Mapping
         await run(session, statement, params)
         return
     compiled = statement.compiled_for(session.get_bind().dialect)
-    values = _bound(compiled, params)
-    session.info.setdefault(_DEFERRED_KEY, []).append((statement, values))
+    session.info.setdefault(_DEFERRED_KEY, []).append(_Pending(statement, _bound(compiled, params)))
+
+
+async def defer_returning(
+    session: AsyncSession, statement: FastStatement, params: Mapping[str, Any], *, check: Check | None = None
+) -> Deferred:
+    """Like `defer`, for a statement whose rows matter: they are in the returned `Deferred` once the
+    transaction's deferred statements have run, and `check` (when given) gets them then, before the
+    commit: it raises to refuse them, and the whole transaction is rolled back. A guarded write whose
+    guard is checked this way costs no round trip of its own on PostgreSQL (every deferred statement of
+    a transaction goes to the server in one pipeline). The caller must not need the rows before the
+    end of the transaction, and must not write the same rows again at once in between."""
+    result = Deferred()
+    if not session.info.get(DEFER_KEY):
+        result._rows = await run(session, statement, params)
+        if check is not None:
+            await check(result._rows)
+        return result
+    compiled = statement.compiled_for(session.get_bind().dialect)
+    pending = _Pending(statement, _bound(compiled, params), result, check)
+    session.info.setdefault(_DEFERRED_KEY, []).append(pending)
+    return result
 
 
 async def flush_deferred(session: AsyncSession) -> None:
-    """Execute the statements `defer` left, in order, consecutive ones of a kind in one execution."""
-    pending: list[tuple[FastStatement, dict[str, Any]]] | None = session.info.pop(_DEFERRED_KEY, None)
+    """Execute the statements `defer` and `defer_returning` left, in order, then the checks.
+
+    SQLite: on the connection, consecutive plain statements of a kind in one `executemany`.
+    PostgreSQL: all of them in one pipeline (one round trip, plus the BEGIN when they open the
+    transaction); an error of any is raised here, as SQLAlchemy reports it.
+    """
+    pending: list[_Pending] | None = session.info.pop(_DEFERRED_KEY, None)
     if not pending:
         return
-    start = 0
-    for end in range(1, len(pending) + 1):
-        if end == len(pending) or pending[end][0] is not pending[start][0]:
-            await _run_many(session, pending[start][0], [values for _, values in pending[start:end]])
-            start = end
-
-
-async def _run_many(session: AsyncSession, statement: FastStatement, rows: Sequence[dict[str, Any]]) -> None:
     global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
-    _executed += 1
-    driver = await _driver(session)
+    driver, info = await _connection(session)
     dialect = session.get_bind().dialect
-    compiled = statement.compiled_for(dialect)
     dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
-    parameters = [_parameters(compiled, values) for values in rows]
     try:
         if dialect.name == "sqlite":
-            driver._conn.executemany(compiled.sql, parameters)
+            _executed += _flush_sqlite(driver, dialect, pending)
         else:
-            async with driver.cursor() as cursor:
-                await cursor.executemany(compiled.sql, parameters)  # pipelined by psycopg
+            _executed += await _flush_psycopg(driver, dialect, pending, begin=_begin_pending(info))
     except dbapi_error as error:
-        raise DBAPIError.instance(compiled.sql, None, error, dbapi_error) from error
+        sql = next(p.statement.compiled_for(dialect).sql for p in pending)
+        raise DBAPIError.instance(sql, None, error, dbapi_error) from error
+    for item in pending:
+        if item.check is not None and item.result is not None:
+            await item.check(item.result.rows)
 
 
-async def _driver(session: AsyncSession) -> Any:
+def _flush_sqlite(driver: Any, dialect: Dialect, pending: list[_Pending]) -> int:
+    connection = driver._conn  # the sqlite3 connection of _sqlite_inline's InlineConnection
+    executions = 0
+    start = 0
+    while start < len(pending):
+        first = pending[start]
+        compiled = first.statement.compiled_for(dialect)
+        executions += 1
+        if first.result is not None:
+            description, rows = _run_sqlite(driver, compiled, first.values)
+            first.result._rows = _rows_of(compiled, dialect, description, rows)
+            start += 1
+            continue
+        end = start + 1
+        while (
+            end < len(pending) and pending[end].statement is first.statement and pending[end].result is None
+        ):
+            end += 1
+        connection.executemany(compiled.sql, [_parameters(compiled, p.values) for p in pending[start:end]])
+        start = end
+    return executions
+
+
+async def _flush_psycopg(driver: Any, dialect: Dialect, pending: list[_Pending], *, begin: bool) -> int:
+    # One cursor per statement, all queued in the pipeline; the pipeline's end sends a Sync and reads
+    # every result (psycopg's executemany would open a nested pipeline, which syncs: one round trip more).
+    cursors = []
+    async with driver.pipeline():
+        if begin:
+            await driver.execute(b"BEGIN")
+        for item in pending:
+            compiled = item.statement.compiled_for(dialect)
+            cursor = driver.cursor()
+            cursors.append((cursor, item, compiled))
+            await cursor.execute(compiled.sql, _parameters(compiled, item.values))
+    for cursor, item, compiled in cursors:
+        try:
+            if item.result is not None:
+                rows = list(await cursor.fetchall()) if compiled.returning else []
+                # psycopg builds `description` anew at each access: only the first execution needs it
+                description = cursor.description if rows and compiled.processors is None else None
+                item.result._rows = _rows_of(compiled, dialect, description, rows)
+        finally:
+            await cursor.close()
+    return len(pending)
+
+
+def _rows_of(
+    compiled: _Compiled, dialect: Dialect, description: Any, rows: list[Any]
+) -> list[dict[str, Any]]:
+    if not compiled.returning or not rows:
+        return []
+    processors = compiled.result_processors(dialect, description)
+    return [
+        {
+            key: value if processor is None else processor(value)
+            for (key, processor), value in zip(processors, row, strict=True)
+        }
+        for row in rows
+    ]
+
+
+async def _connection(session: AsyncSession) -> tuple[Any, dict[Any, Any]]:
+    """The driver connection of the session's transaction, and SQLAlchemy's `info` of it."""
     if session.new:
         await session.flush()
-    driver = session.info.get(_DRIVER_KEY)
-    if driver is None:
+    found = session.info.get(_DRIVER_KEY)
+    if found is None:
         connection = await session.connection()
         raw = await connection.get_raw_connection()
-        driver = session.info[_DRIVER_KEY] = raw.driver_connection
-    return driver
+        found = session.info[_DRIVER_KEY] = (raw.driver_connection, connection.info)
+    return cast(tuple[Any, dict[Any, Any]], found)
+
+
+def _begin_pending(info: dict[Any, Any]) -> bool:
+    """True (once) when the transaction has not sent its BEGIN yet: on PostgreSQL the Database leaves it
+    for the first statement (see database._begin_with_first_statement), so a transaction that starts
+    here sends it in the same round trip as its first statements."""
+    return bool(info.pop(BEGIN_PENDING_KEY, False))
 
 
 def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,7 +326,7 @@ async def run(
     """Execute `statement` with `params` in the session's transaction; the returned rows as dicts."""
     global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
     _executed += 1
-    driver = await _driver(session)
+    driver, info = await _connection(session)
     dialect = session.get_bind().dialect
     compiled = statement.compiled_for(dialect)
     values = _bound(compiled, params)
@@ -211,20 +335,11 @@ async def run(
         if dialect.name == "sqlite":
             description, rows = _run_sqlite(driver, compiled, values)
         else:
-            description, rows = await _run_psycopg(driver, compiled, values)
+            description, rows = await _run_psycopg(driver, compiled, values, begin=_begin_pending(info))
     except dbapi_error as error:
         # the exception SQLAlchemy would raise (IntegrityError, OperationalError, ...), with the driver's
         raise DBAPIError.instance(compiled.sql, None, error, dbapi_error) from error
-    if not compiled.returning or not rows:
-        return []
-    processors = compiled.result_processors(dialect, description)
-    return [
-        {
-            key: value if processor is None else processor(value)
-            for (key, processor), value in zip(processors, row, strict=True)
-        }
-        for row in rows
-    ]
+    return _rows_of(compiled, dialect, description, rows)
 
 
 def _run_sqlite(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> tuple[Any, list[Any]]:
@@ -237,9 +352,16 @@ def _run_sqlite(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> 
         cursor.close()
 
 
-async def _run_psycopg(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> tuple[Any, list[Any]]:
+async def _run_psycopg(
+    driver: Any, compiled: _Compiled, values: Mapping[str, Any], *, begin: bool
+) -> tuple[Any, list[Any]]:
     async with driver.cursor() as cursor:
-        await cursor.execute(compiled.sql, _parameters(compiled, values))
+        if begin:  # BEGIN and the statement in one round trip
+            async with driver.pipeline():
+                await driver.execute(b"BEGIN")
+                await cursor.execute(compiled.sql, _parameters(compiled, values))
+        else:
+            await cursor.execute(compiled.sql, _parameters(compiled, values))
         if not compiled.returning:
             return None, []
         rows = list(await cursor.fetchall())

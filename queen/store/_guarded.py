@@ -14,10 +14,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import ClauseElement
 
 from queen.domain.errors import InvalidTransition, NotFound
-from queen.store._fast import FastStatement, returning_columns, run
+from queen.store._fast import FastStatement, defer_returning, returning_columns, run
 from queen.store.models import Base
 
-__all__ = ["guarded_update", "rowcount"]
+__all__ = ["guarded_update", "guarded_update_later", "rowcount"]
 
 
 def rowcount(result: Result[Any]) -> int:
@@ -59,21 +59,56 @@ async def guarded_update(
     raise InvalidTransition(f"{entity} {row_id}", str(current), str(target))
 
 
-_STATEMENTS: dict[tuple[str, tuple[str, ...]], FastStatement] = {}
+async def guarded_update_later(
+    session: AsyncSession,
+    model: type[Base],
+    *,
+    entity: str,
+    row_id: object,
+    state_column: InstrumentedAttribute[Any],
+    expected: enum.StrEnum,
+    target: enum.StrEnum,
+    values: Mapping[str, Any],
+) -> None:
+    """`guarded_update` left for the end of the transaction (`_fast.defer_returning`): the guard is
+    checked there, before the commit, and refuses the whole transaction with the same errors. For a
+    caller that already holds the row as it is (and so needs nothing back)."""
+    table = cast(Table, model.__table__)
+    id_column = model.__mapper__.primary_key[0]
+    columns = (state_column.key, *sorted(values))
+    statement = _update_statement(table, str(id_column.key), state_column.key, columns, whole_row=False)
+    params = {**values, state_column.key: target, "w_id": row_id, "w_state": expected}
+
+    async def check(rows: list[dict[str, Any]]) -> None:
+        if rows:
+            return
+        current = await session.scalar(select(state_column).where(id_column == row_id))
+        if current is None:
+            raise NotFound(f"{entity} {row_id} does not exist")
+        raise InvalidTransition(f"{entity} {row_id}", str(current), str(target))
+
+    await defer_returning(session, statement, params, check=check)
 
 
-def _update_statement(table: Table, id_key: str, state_key: str, columns: tuple[str, ...]) -> FastStatement:
-    """`UPDATE table SET <columns> WHERE id = :w_id AND state = :w_state RETURNING *`, once per shape."""
-    found = _STATEMENTS.get((table.name, columns))
+_STATEMENTS: dict[tuple[str, tuple[str, ...], bool], FastStatement] = {}
+
+
+def _update_statement(
+    table: Table, id_key: str, state_key: str, columns: tuple[str, ...], *, whole_row: bool = True
+) -> FastStatement:
+    """`UPDATE table SET <columns> WHERE id = :w_id AND state = :w_state RETURNING *` (or `RETURNING id`),
+    once per shape."""
+    found = _STATEMENTS.get((table.name, columns, whole_row))
     if found is None:
+        returned = returning_columns(table) if whole_row else (table.c[id_key],)
 
         def build(_dialect: Dialect) -> ClauseElement:
             return (
                 update(table)
                 .where(table.c[id_key] == bindparam("w_id"), table.c[state_key] == bindparam("w_state"))
                 .values({name: bindparam(name) for name in columns})
-                .returning(*table.c)
+                .returning(*returned)
             )
 
-        found = _STATEMENTS[(table.name, columns)] = FastStatement(build, returning_columns(table))
+        found = _STATEMENTS[(table.name, columns, whole_row)] = FastStatement(build, returned)
     return found

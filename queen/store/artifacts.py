@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.domain.errors import NotFound
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, run
+from queen.store._fast import FastStatement, defer, run
 from queen.store._json import freeze_mapping
 from queen.store.models import ArtifactRow
 from queen.store.records import ArtifactKind, ArtifactRecord
@@ -51,9 +51,12 @@ async def create_artifact(
     metadata: Mapping[str, str] | None = None,
     expires_at: datetime | None = None,
     now: datetime | None = None,
+    later: bool = False,
 ) -> ArtifactRecord:
     """Record an artifact whose content is already stored under (`bucket`, `key`); flushed, so a broken
-    reference (unknown job request, execution or task) or a reused key fails here with IntegrityError."""
+    reference (unknown job request, execution or task) or a reused key fails here with IntegrityError.
+    `later`: inserted with the transaction's deferred statements (`_fast.defer`: a batch of records in
+    one round trip on PostgreSQL), so such a failure comes at the end of the transaction instead."""
     values: dict[str, Any] = {
         "id": artifact_id,
         "organization_id": organization_id,
@@ -74,7 +77,10 @@ async def create_artifact(
         "created_at": now or utc_now(),
         "deleted_at": None,
     }
-    await run(session, _INSERT_ARTIFACT, values)
+    if later:
+        await defer(session, _INSERT_ARTIFACT, values)
+    else:
+        await run(session, _INSERT_ARTIFACT, values)
     return _record(SimpleNamespace(**values, labels=values["metadata"]))
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
-from queen.store._fast import DEFER_KEY, flush_deferred
+from queen.store._fast import BEGIN_PENDING_KEY, DEFER_KEY, flush_deferred
 from queen.store._sqlite_inline import InlineConnection
 from queen.store._sqlite_inline import connect as connect_inline
 
@@ -107,6 +107,38 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             raise DisconnectionError(f"a pooled connection failed its ping: {error}") from error
 
 
+def _begin_with_first_statement(engine: AsyncEngine) -> None:
+    """PostgreSQL: a transaction's BEGIN goes to the server with its first statement, not alone.
+
+    psycopg sends BEGIN as a round trip of its own before the first statement of a transaction. Here the
+    driver connection is in autocommit mode and the BEGIN is sent by us: a transaction that starts with
+    dispatch-path statements (`_fast`) sends it in the same pipeline as them (the supervisor's result
+    transaction: three round trips become two); one that starts with a SQLAlchemy statement sends it just
+    before that statement, as psycopg did. COMMIT and ROLLBACK are psycopg's (sent when the connection is
+    in a transaction, skipped when nothing was executed). Every SQLAlchemy transaction (`begin` event)
+    marks its connection; the mark is cleared by the BEGIN, the commit or the rollback.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _autocommit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.autocommit = True
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _began(connection: Connection) -> None:
+        connection.info[BEGIN_PENDING_KEY] = True
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(connection: Connection, *_args: Any) -> None:
+        if connection.info.pop(BEGIN_PENDING_KEY, False):
+            driver = connection.connection.driver_connection
+            await_(cast(Any, driver).execute(b"BEGIN"))
+
+    @event.listens_for(engine.sync_engine, "commit")
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _ended(connection: Connection) -> None:
+        connection.info.pop(BEGIN_PENDING_KEY, None)
+
+
 class Database:
     """An async engine and session factory for one database URL; `start()` migrates it to head.
 
@@ -145,6 +177,7 @@ class Database:
         else:
             engine = create_async_engine(self._url, echo=self._echo)
             _ping_when_idle(engine)
+            _begin_with_first_statement(engine)
         try:
             async with engine.begin() as connection:
                 await connection.run_sync(upgrade_to_head)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
@@ -19,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from queen.domain.errors import NotFound
 from queen.domain.states import JobState, TaskState, check_job_transition, check_task_transition
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, insert_if_absent, returning_columns, run
-from queen.store._guarded import guarded_update
+from queen.store._fast import FastStatement, defer_returning, insert_if_absent, returning_columns, run
+from queen.store._guarded import guarded_update, guarded_update_later
 from queen.store._json import freeze, freeze_mapping, to_json_list, to_json_object, to_json_value
+from queen.store.database import DuplicateKey
 from queen.store.events import EventKind, append_event
 from queen.store.models import JobExecutionRow, TaskExecutionRow
 from queen.store.records import DefinitionRecord, JobExecutionRecord, JobRequestRecord, TaskExecutionRecord
@@ -218,16 +220,31 @@ async def finish_job_execution(
 
 
 async def set_cursor(
-    session: AsyncSession, job_execution_id: str, cursor: Mapping[str, Any], *, now: datetime | None = None
+    session: AsyncSession,
+    job_execution_id: str,
+    cursor: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    known: JobExecutionRecord | None = None,
 ) -> JobExecutionRecord:
     """Save the supervisor's position in the DAG (in the transaction that commits the decision behind it).
 
     Not an event of its own: the task transition committed with it already tells what happened.
+    `known`: the caller holds the execution's row as it is: the UPDATE is left for the end of the
+    transaction (`_fast.defer_returning`; NotFound raised there) and `known` with the cursor is returned.
     """
     now = now or utc_now()
-    rows = await run(
-        session, _SET_CURSOR, {"w_id": job_execution_id, "cursor": to_json_object(cursor), "updated_at": now}
-    )
+    stored = to_json_object(cursor)
+    params = {"w_id": job_execution_id, "cursor": stored, "updated_at": now}
+    if known is not None:
+
+        async def check(rows: list[dict[str, Any]]) -> None:
+            if not rows:
+                raise NotFound(f"job execution {job_execution_id} does not exist")
+
+        await defer_returning(session, _SET_CURSOR_LATER, params, check=check)
+        return replace(known, cursor=freeze_mapping(stored), updated_at=now)
+    rows = await run(session, _SET_CURSOR, params)
     if not rows:
         raise NotFound(f"job execution {job_execution_id} does not exist")
     row = SimpleNamespace(**rows[0])
@@ -244,11 +261,16 @@ async def create_task_execution(
     allow_failure: bool = False,
     job_request_id: int | None = None,
     now: datetime | None = None,
+    absent: bool = False,
 ) -> TaskExecutionRecord:
     """The READY task execution of `task_type` in the job execution; idempotent on (execution, task type).
 
     Returns the existing row unchanged when there is one (also when a concurrent call created it first);
     otherwise creates it and logs `task_created`. NotFound if the job execution does not exist.
+
+    `absent`: the caller knows there is no such row (the supervisor, which holds its execution's tasks):
+    the INSERT is left for the end of the transaction (`_fast.defer_returning`), and a row found there
+    after all refuses the transaction with DuplicateKey.
     """
     if job_request_id is None:
         job_request_id = await _job_request_id(session, job_execution_id)
@@ -281,9 +303,16 @@ async def create_task_execution(
         "ended_at": None,
         "updated_at": now,
     }
+    if absent:
+
+        async def check(rows: list[dict[str, Any]]) -> None:
+            if not rows:
+                raise DuplicateKey(f"job execution {job_execution_id} already has a task {task_type!r}")
+
+        await defer_returning(session, _INSERT_TASK_IF_ABSENT, values, check=check)
     # One statement whether or not the task exists: an existing (execution, task type) row wins and is
     # returned unchanged (a concurrent creator, or a caller that did not know), with no savepoint.
-    if not await run(session, _INSERT_TASK_IF_ABSENT, values):
+    elif not await run(session, _INSERT_TASK_IF_ABSENT, values):
         existing = await find_task_execution(session, job_execution_id, task_type)
         if existing is None:
             raise NotFound(f"job execution {job_execution_id} does not exist")
@@ -346,6 +375,7 @@ async def transition_task(
     job_request_id: int | None = None,
     now: datetime | None = None,
     through: Passage | None = None,
+    known: TaskExecutionRecord | None = None,
     **changes: Unpack[TaskChanges],
 ) -> TaskExecutionRecord:
     """Move the task from `expected` to `target`, writing `changes` (its result, its Ant, timings) in the
@@ -358,6 +388,11 @@ async def transition_task(
     Raises InvalidTransition before touching the database if the table forbids expected → target, and
     after the UPDATE if the task is no longer in `expected` (e.g. a result racing a cancel); NotFound if
     it does not exist.
+
+    `known`: the caller holds the task's row as it is now (the supervisor does): the UPDATE is left for
+    the end of the transaction, with the guard checked there (`guarded_update_later`: the errors above,
+    raised before the commit), and the record returned is `known` with the changes. Not for a task the
+    same transaction writes again afterwards.
     """
     if through is None:
         check_task_transition(expected, target)
@@ -374,7 +409,10 @@ async def transition_task(
         values["stdout"] = [str(line) for line in changes["stdout"]]
     if "warnings" in changes:
         values["warnings"] = [str(line) for line in changes["warnings"]]
-    row = await guarded_update(
+    if known is not None and (known.id != task_execution_id or known.task_state is not expected):
+        raise ValueError("transition_task: `known` is not the task's row in the expected state")
+    update = guarded_update if known is None else guarded_update_later
+    written = await update(
         session,
         TaskExecutionRow,
         entity=_TASK_EXECUTION,
@@ -384,6 +422,12 @@ async def transition_task(
         target=target,
         values=values,
     )
+    if known is None:
+        assert written is not None
+        row = written
+    else:
+        fields = {field.name: getattr(known, field.name) for field in dataclass_fields(known)}
+        row = SimpleNamespace(**{**fields, **values, "task_state": target})
     job_request_id = job_request_id or await _job_request_id(session, row.job_execution_id)
     data = {key: to_json_value(value) for key, value in changes.items() if key not in _BULKY_TASK_FIELDS}
     steps = [(expected, target, message or changes.get("error_message", ""), data, now)]
@@ -505,6 +549,17 @@ _SET_CURSOR = FastStatement(
         .returning(*_JOB_EXECUTIONS.c)
     ),
     returning_columns(_JOB_EXECUTIONS),
+)
+
+
+_SET_CURSOR_LATER = FastStatement(
+    lambda _dialect: (
+        update(_JOB_EXECUTIONS)
+        .where(_JOB_EXECUTIONS.c.id == bindparam("w_id"))
+        .values(cursor=bindparam("cursor"), updated_at=bindparam("updated_at"))
+        .returning(_JOB_EXECUTIONS.c.id)
+    ),
+    (_JOB_EXECUTIONS.c["id"],),
 )
 
 

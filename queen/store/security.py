@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.engine import Dialect
@@ -19,7 +20,7 @@ from sqlalchemy.sql import ClauseElement
 
 from queen.domain.errors import NotFound
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, returning_columns, run
+from queen.store._fast import FastStatement, defer_returning, returning_columns, run
 from queen.store.models import ApiTokenRow, ConfigRow, SecurityAuditRow
 
 __all__ = [
@@ -323,6 +324,23 @@ async def task_configs(
         _TASK_CONFIGS,
         {"organization_id": organization_id, "job_type": job_type, "user_id": user_id},
     )
+    return _task_config_records(rows)
+
+
+async def task_configs_later(
+    session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
+) -> Callable[[], list[ConfigRecord]]:
+    """`task_configs` read with the transaction's deferred statements (`_fast.defer_returning`: no round
+    trip of its own on PostgreSQL); call the result once the transaction has ended."""
+    deferred = await defer_returning(
+        session,
+        _TASK_CONFIGS,
+        {"organization_id": organization_id, "job_type": job_type, "user_id": user_id},
+    )
+    return lambda: _task_config_records(deferred.rows)
+
+
+def _task_config_records(rows: list[dict[str, Any]]) -> list[ConfigRecord]:
     found = [
         ConfigRecord(
             id=row["id"],

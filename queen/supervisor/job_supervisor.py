@@ -71,11 +71,12 @@ class Stop(enum.Enum):
 
 
 class TaskConfigReader(Protocol):
-    """Reads the configs a task gets in the caller's transaction (queen.security.ConfigService)."""
+    """Reads the configs a task gets with the caller's transaction (queen.security.ConfigService): the
+    result, called once the transaction has ended, gives them."""
 
-    async def read_in(
+    async def read_later(
         self, session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
-    ) -> TaskConfigs: ...
+    ) -> Callable[[], TaskConfigs]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ class JobSupervisor:
         self._execution: JobExecutionRecord | None = None
         self._cursor = Cursor(next_task=None)
         self._tasks: dict[str, TaskExecutionRecord] = {}
-        self._configs: dict[str, TaskConfigs] = {}  # read with a task's row, until its dispatch
+        self._configs: dict[str, Callable[[], TaskConfigs]] = {}  # read with a task's row, for its dispatch
         self._deadline: float | None = None
         self._timed_out = False
 
@@ -479,6 +480,8 @@ class JobSupervisor:
             return await self._create_task_record(session, task)
 
     async def _create_task_record(self, session: AsyncSession, task: TaskDefinition) -> TaskExecutionRecord:
+        """The task's row (not in `_tasks`, so not in the database either: `_load` read them all), and its
+        configs, both written and read with the transaction's deferred statements."""
         job = self._require_job()
         record = await executions.create_task_execution(
             session,
@@ -488,11 +491,12 @@ class JobSupervisor:
             task_order=[t.task_type for t in job.tasks].index(task.task_type),
             allow_failure=task.allow_failure,
             job_request_id=self.request_id,
+            absent=True,
         )
         self._tasks[task.task_type] = record
         request = self._require_request()
         if self.deps.configs is not None and request.organization_id and not task.method.runs_in_queen:
-            self._configs[task.task_type] = await self.deps.configs.read_in(
+            self._configs[task.task_type] = await self.deps.configs.read_later(
                 session,
                 organization_id=request.organization_id,
                 job_type=request.job_type,
@@ -634,7 +638,7 @@ class JobSupervisor:
             task_retry=record.retried,
             dependent_artifact_ids=tuple(d for d in dependencies if d),
             traceparent=self.deps.observer.attempt_prepared(request, record),
-            configs=self._configs.pop(task.task_type, None),
+            configs=configs() if (configs := self._configs.pop(task.task_type, None)) else None,
         )
 
     # -- decisions -------------------------------------------------------------------------------
@@ -676,7 +680,10 @@ class JobSupervisor:
                 # a short task: its acceptance was left for this transaction (DispatchOutcome.accepted)
                 through = await self._acceptance_in(session, record, accepted.ant_id, accepted.at)
             if report is not None:
-                record = await self._store_result(session, record, report, now, through=through)
+                # RUN_TASK and END_JOB write the task's row no more in this transaction: its UPDATE can wait
+                # for the transaction's end (one round trip for all of them on PostgreSQL)
+                later = decision.step in (Step.RUN_TASK, Step.END_JOB)
+                record = await self._store_result(session, record, report, now, through=through, later=later)
             self._tasks[task.task_type] = record
             await self._apply(session, task, record, decision, now=now)
             ending = None
@@ -725,6 +732,7 @@ class JobSupervisor:
         now: datetime,
         *,
         through: executions.Passage | None = None,
+        later: bool = False,
     ) -> TaskExecutionRecord:
         contexts = dict(record.contexts)
         contexts.update(report.task_context)
@@ -752,6 +760,7 @@ class JobSupervisor:
             started_at=started_at or report.started_at or now,
             ended_at=report.ended_at or now,
             job_request_id=self.request_id,
+            known=record if later else None,
         )
 
     async def _verified_artifacts(
@@ -878,7 +887,10 @@ class JobSupervisor:
         self._cursor = cursor
 
     async def _save_cursor_in(self, session: AsyncSession, cursor: Cursor) -> None:
-        self._execution = await executions.set_cursor(session, self._require_execution().id, cursor.to_json())
+        execution = self._require_execution()
+        self._execution = await executions.set_cursor(
+            session, execution.id, cursor.to_json(), known=execution
+        )
         self._cursor = cursor
 
     async def _save_cursor(self, cursor: Cursor) -> None:

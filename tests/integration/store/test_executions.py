@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,14 +14,16 @@ from queen.domain.states import JobState, TaskState
 from queen.store import (
     Database,
     DefinitionRecord,
+    DuplicateKey,
     JobRequestRecord,
     TaskExecutionRecord,
     events,
     executions,
     requests,
+    security,
 )
 
-from .conftest import HELLO_YAML, at, race, submit, upload
+from .conftest import HELLO_YAML, ORG, USER, at, race, submit, upload
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +230,107 @@ async def test_tasks_in_states_finds_work_to_resume(db: Database) -> None:
     assert [t.id for t in running] == [on_one.id, on_two.id]
     assert [t.id for t in on_ant_two] == [on_two.id]
     assert [t.id for t in ready] == [waiting.id]
+
+
+async def test_writes_left_for_the_end_of_the_transaction_match_what_is_stored(db: Database) -> None:
+    """The supervisor's hot path: a result, the cursor and the next task's row written as deferred
+    statements (one pipeline on PostgreSQL). The records they return are exactly what a read gives."""
+    _, request, execution_id = await start_job(db)
+    async with db.transaction() as session:
+        execution = await executions.get_job_execution(session, execution_id)
+        task = await executions.create_task_execution(
+            session, execution_id, "greet", method="SHELL", task_order=0, job_request_id=request.id
+        )
+        task = await executions.transition_task(session, task.id, T.READY, T.EXECUTING, ant_id="ant-1")
+    async with db.transaction() as session:
+        ended = await executions.transition_task(
+            session,
+            task.id,
+            T.EXECUTING,
+            T.COMPLETED,
+            known=task,
+            exit_code="0",
+            contexts={"greeting": "hello", "count": 2},
+            artifacts=[{"id": "a-1", "name": "out.txt"}],
+            stdout=["hello"],
+            ended_at=at(5),
+            job_request_id=request.id,
+        )
+        moved = await executions.set_cursor(session, execution_id, {"next_task": "bye"}, known=execution)
+        following = await executions.create_task_execution(
+            session, execution_id, "bye", method="SHELL", task_order=1, job_request_id=request.id, absent=True
+        )
+        # nothing of it has reached the database yet: a read in the same transaction still sees the old row
+        assert (await executions.get_task_execution(session, task.id)).task_state is T.EXECUTING
+    async with db.transaction() as session:
+        assert await executions.get_task_execution(session, task.id) == ended
+        assert await executions.get_job_execution(session, execution_id) == moved
+        assert await executions.get_task_execution(session, following.id) == following
+        log = await events.events_since(session, request.id)
+    assert ended.task_state is T.COMPLETED
+    assert moved.cursor == {"next_task": "bye"}
+    assert [(e.kind, e.task_type, e.to_state) for e in log][-2:] == [
+        ("task_state_changed", "greet", "COMPLETED"),
+        ("task_created", "bye", "READY"),
+    ]
+
+
+async def test_a_deferred_guard_that_fails_refuses_the_whole_transaction(db: Database) -> None:
+    _, request, execution_id = await start_job(db)
+    async with db.transaction() as session:
+        task = await executions.create_task_execution(
+            session, execution_id, "greet", method="SHELL", task_order=0, job_request_id=request.id
+        )
+    async with db.transaction() as session:  # someone else moved the task on: the known row is stale
+        await executions.transition_task(session, task.id, T.READY, T.CANCELLED)
+
+    async def stale_result(session: AsyncSession) -> None:
+        await executions.transition_task(
+            session, task.id, T.READY, T.EXECUTING, known=task, job_request_id=request.id
+        )
+        await executions.create_task_execution(
+            session, execution_id, "bye", method="SHELL", task_order=1, absent=True
+        )
+
+    async def existing_task(session: AsyncSession) -> None:  # the caller said it did not exist
+        await executions.create_task_execution(
+            session, execution_id, "greet", method="SHELL", task_order=0, absent=True
+        )
+
+    async def missing_execution(session: AsyncSession) -> None:
+        gone = replace(await executions.get_job_execution(session, execution_id), id="no-such-execution")
+        await executions.set_cursor(session, gone.id, {"next_task": "bye"}, known=gone)
+
+    async def wrong_known_row(session: AsyncSession) -> None:
+        await executions.transition_task(session, task.id, T.EXECUTING, T.COMPLETED, known=task)
+
+    with pytest.raises(InvalidTransition) as refused:
+        await in_transaction(db, stale_result)
+    assert refused.value.current == "CANCELLED"
+    with pytest.raises(DuplicateKey):
+        await in_transaction(db, existing_task)
+    with pytest.raises(NotFound):
+        await in_transaction(db, missing_execution)
+    with pytest.raises(ValueError, match="known"):
+        await in_transaction(db, wrong_known_row)
+    async with db.transaction() as session:
+        stored = await executions.task_executions_of(session, execution_id)
+        log = await events.events_since(session, request.id)
+    assert [(t.task_type, t.task_state) for t in stored] == [("greet", T.CANCELLED)]
+    assert [(e.kind, e.to_state) for e in log if e.task_type] == [
+        ("task_created", "READY"),
+        ("task_state_changed", "CANCELLED"),
+    ]
+
+
+async def test_rows_of_a_deferred_read_come_with_the_end_of_the_transaction(db: Database) -> None:
+    async with db.transaction() as session:
+        read = await security.task_configs_later(session, organization_id=ORG, job_type="hello", user_id=USER)
+        with pytest.raises(RuntimeError, match="not run yet"):
+            read()
+    assert read() == []
+
+
+async def in_transaction(db: Database, work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    async with db.transaction() as session:
+        await work(session)
