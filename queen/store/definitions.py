@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 from types import SimpleNamespace
@@ -44,6 +45,7 @@ __all__ = [
     "get_latest_definition",
     "list_definitions",
     "list_versions",
+    "pinned_definition",
     "save_definition",
     "set_disabled",
     "soft_delete",
@@ -139,6 +141,25 @@ async def get_definition(session: AsyncSession, definition_id: str) -> Definitio
     if not rows:
         raise NotFound(f"job definition {definition_id} does not exist")
     return _record(SimpleNamespace(**rows[0]))
+
+
+async def pinned_definition(session: AsyncSession, definition_id: str) -> DefinitionRecord:
+    """`get_definition` for running the version a request pinned: a version's content never changes, so
+    the record read once is kept (per process, the last `_PINNED_SIZE` versions) and later calls read
+    nothing. Its `disabled`, `deleted_at` and `updated_at` are as they were at that read: a caller that
+    shows them or decides on them uses `get_definition`."""
+    found = _PINNED.get(definition_id)
+    if found is not None:
+        _PINNED.move_to_end(definition_id)
+        return found
+    record = _PINNED[definition_id] = await get_definition(session, definition_id)
+    while len(_PINNED) > _PINNED_SIZE:
+        _PINNED.popitem(last=False)
+    return record
+
+
+_PINNED_SIZE = 256
+_PINNED: OrderedDict[str, DefinitionRecord] = OrderedDict()
 
 
 async def get_latest_definition(

@@ -288,16 +288,20 @@ class JobSupervisor:
     async def _load_and_start(self) -> bool:
         async with self.deps.db.transaction() as session:
             request = await requests.get_request(session, self.request_id)
-            definition_record = await definitions.get_definition(session, request.job_definition_id)
+            definition_record = await definitions.pinned_definition(session, request.job_definition_id)
             job = definition_record.definition()
             queued = request.job_state is JobState.READY
+            earlier = request.job_execution_id
             if request.job_state in (JobState.READY, JobState.STARTED, JobState.PAUSED):
                 request, execution = await self._start(session, request, definition_record)
             elif request.job_state is JobState.EXECUTING and request.job_execution_id:
                 execution = await executions.get_job_execution(session, request.job_execution_id)
             else:
                 return False
-            tasks = await executions.task_executions_of(session, execution.id)
+            # an execution created by this start has no tasks yet
+            tasks = (
+                await executions.task_executions_of(session, execution.id) if execution.id == earlier else []
+            )
             self._request, self._job, self._execution = request, job, execution
             self._tasks = {t.task_type: t for t in tasks}
             self._cursor = Cursor.from_json(execution.cursor, job.first_task.task_type)
@@ -868,7 +872,7 @@ class JobSupervisor:
             error_message=decision.error_message or "restarted by RESTART_JOB",
             now=now,
         )
-        definition_record = await definitions.get_definition(session, request.job_definition_id)
+        definition_record = await definitions.pinned_definition(session, request.job_definition_id)
         execution = await executions.create_job_execution(
             session, request, definition_record, state=JobState.EXECUTING
         )

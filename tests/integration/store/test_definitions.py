@@ -7,6 +7,7 @@ import pytest
 from queen.domain.errors import FailedPrecondition, NotFound
 from queen.domain.job_definition import TaskMethod
 from queen.store import Database, definitions
+from queen.store._fast import executed
 
 from .conftest import HELLO_YAML, ORG, hello_yaml, submit, upload
 
@@ -148,3 +149,19 @@ async def test_the_same_type_in_two_organizations_is_versioned_separately(db: Da
     assert created
     assert (mine.version, theirs.version) == (1, 1)
     assert mine.id != theirs.id
+
+
+async def test_a_pinned_version_is_read_once_and_its_content_kept(db: Database) -> None:
+    first, _ = await upload(db, HELLO_YAML)
+    async with db.transaction() as session:
+        with pytest.raises(NotFound):
+            await definitions.pinned_definition(session, "no-such-definition")
+        read = await definitions.pinned_definition(session, first.id)
+        before = executed()
+        again = await definitions.pinned_definition(session, first.id)
+        assert executed() == before  # no statement: the version's content cannot have changed
+        await definitions.set_disabled(session, ORG, "hello", True)
+        current = await definitions.get_definition(session, first.id)
+    assert read == first
+    assert again is read
+    assert (current.yaml, current.digest, current.disabled) == (first.yaml, first.digest, True)
