@@ -1,0 +1,119 @@
+"""`Database.transaction()` is one unit whatever its first statement is.
+
+On PostgreSQL the store's connections are in autocommit mode and the store sends each transaction's BEGIN
+itself, with the first statement (database._begin_with_first_statement): these tests hold it to being
+a real transaction in every way it can start — a dispatch-path statement (`_fast.run`), deferred
+statements only, a SQLAlchemy statement, a savepoint — and to nothing being visible to other
+connections before the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import psycopg
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from queen.store import Database, JobRequestRecord, definitions, events, requests
+from queen.store.models import JobRequestRow
+
+from .conftest import HELLO_YAML, ORG, submit, upload
+
+pytestmark = pytest.mark.integration
+
+
+class _Undo(Exception):
+    pass
+
+
+async def _fast_statement(session: AsyncSession, request: JobRequestRecord) -> None:
+    await requests.set_wait_reason(session, request.id, "first")  # `_fast.run`, then a deferred event
+
+
+async def _deferred_only(session: AsyncSession, request: JobRequestRecord) -> None:
+    await events.append_event(session, job_request_id=request.id, kind="note", message="first")
+
+
+async def _sqlalchemy_statement(session: AsyncSession, request: JobRequestRecord) -> None:
+    await session.execute(update(JobRequestRow).where(JobRequestRow.id == request.id).values(job_priority=7))
+
+
+async def _savepoint(session: AsyncSession, request: JobRequestRecord) -> None:
+    async with session.begin_nested():
+        await _sqlalchemy_statement(session, request)
+
+
+FIRST: dict[str, Callable[[AsyncSession, JobRequestRecord], Awaitable[None]]] = {
+    "fast": _fast_statement,
+    "deferred": _deferred_only,
+    "sqlalchemy": _sqlalchemy_statement,
+    "savepoint": _savepoint,
+}
+
+
+async def _state(db: Database, request: JobRequestRecord) -> tuple[str, int, bool, list[str]]:
+    async with db.transaction() as session:
+        stored = await requests.get_request(session, request.id)
+        log = await events.events_since(session, request.id)
+        definition = await definitions.get_definition(session, request.job_definition_id)
+    return stored.wait_reason, stored.job_priority, definition.disabled, [e.message for e in log]
+
+
+@pytest.mark.parametrize("first", sorted(FIRST))
+async def test_a_transaction_is_one_unit_whatever_its_first_statement(db: Database, first: str) -> None:
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition)
+    before = await _state(db, request)
+
+    async def work(session: AsyncSession) -> None:
+        await FIRST[first](session, request)
+        await definitions.set_disabled(session, ORG, "hello", True)  # a SQLAlchemy statement after it
+        await events.append_event(session, job_request_id=request.id, kind="note", message="last")
+
+    async def undone() -> None:
+        async with db.transaction() as session:
+            await work(session)
+            raise _Undo
+
+    with pytest.raises(_Undo):
+        await undone()
+    assert await _state(db, request) == before
+
+    async with db.transaction() as session:
+        await work(session)
+    reason, priority, disabled, log = await _state(db, request)
+    assert disabled
+    assert log[-1] == "last"
+    assert (reason, priority, log[-2]) == {
+        "fast": ("first", before[1], "first"),
+        "deferred": ("", before[1], "first"),
+        "sqlalchemy": ("", 7, before[3][-1]),
+        "savepoint": ("", 7, before[3][-1]),
+    }[first]
+
+
+async def test_nothing_is_visible_to_another_connection_before_the_commit(
+    db: Database, database_url: str
+) -> None:
+    if db.dialect_name != "postgresql":
+        pytest.skip("SQLite's one writer: another transaction cannot even begin (BEGIN IMMEDIATE)")
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition)
+    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as other:
+
+        async def seen() -> str:
+            row = await (
+                await other.execute("SELECT wait_reason FROM job_requests WHERE id = %s", [request.id])
+            ).fetchone()
+            assert row is not None
+            return str(row[0])
+
+        async with db.transaction() as session:
+            await requests.set_wait_reason(
+                session, request.id, "in flight"
+            )  # the transaction's first statement
+            assert await seen() == ""
+        assert await seen() == "in flight"
