@@ -136,7 +136,8 @@ def _begin_with_first_statement(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "commit")
     @event.listens_for(engine.sync_engine, "rollback")
     def _ended(connection: Connection) -> None:
-        connection.info.pop(BEGIN_PENDING_KEY, None)
+        if not connection.invalidated:  # an invalidated one's info goes with its DBAPI connection
+            connection.info.pop(BEGIN_PENDING_KEY, None)
 
 
 class Database:
