@@ -110,18 +110,14 @@ class AttemptRunner:
     ) -> ExecutionResult:
         """The attempt's result, secrets masked. A broken executor gives FAILED / ERR_EXECUTOR.
 
-        `report` is given the result as soon as it is final. The attempt's directory is removed after it,
-        off the event loop (`settled()` waits for that). The attempt's spans
+        `report` is given the result as soon as it is final, before the attempt's directory is removed
+        (which `run` then waits for): the result need not wait for the file system. The attempt's spans
         continue the job's trace from `request.traceparent` (`ant.telemetry`).
         """
         with executor_span(request.traceparent, request.spec, ant_id=self._ant_id) as traced:
             result = await self._run(request, traced.track_phases(sink), cancel, report=report)
             traced.finished(result)
             return result
-
-    async def settled(self) -> None:
-        """Until the directories of the attempts run so far are removed."""
-        await self._dirs.settled()
 
     async def _run(
         self,
@@ -171,7 +167,9 @@ class AttemptRunner:
             return result
         finally:
             if made is not None:
-                self._dirs.discard(made)  # removed off the event loop, with others (WorkDirectories)
+                if report is not None:
+                    await asyncio.sleep(0)  # the reported result goes out before the file system work
+                await self._dirs.remove(made)
 
     async def _run_in(
         self,

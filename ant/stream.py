@@ -333,7 +333,6 @@ class AntClient:
                     fatal = exc
                 finally:
                     self._stop_everything()
-            await self._runner.settled()  # the attempts' directories are removed before the Ant leaves
         finally:
             self._tasks = None
             self._log.info("ant_stopped", unacknowledged=len(self._attempts))

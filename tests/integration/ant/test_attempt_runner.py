@@ -148,10 +148,8 @@ async def test_each_attempt_gets_a_fresh_directory_that_is_removed(
     stale = tmp_path / "work" / "te-2-3-c"  # left by an Ant that crashed during the same attempt
     stale.mkdir(parents=True)
     (stale / "old-file").touch()
-    attempts = runner(tmp_path)
-    result = await attempts.run(AttemptRequest(spec=spec, correlation_id="c"), sink, asyncio.Event())
+    result = await runner(tmp_path).run(AttemptRequest(spec=spec, correlation_id="c"), sink, asyncio.Event())
     assert result.stdout == (str(stale),)
-    await attempts.settled()
     assert not stale.exists()
 
 
