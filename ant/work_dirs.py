@@ -2,7 +2,11 @@
 
 The usual case is one system call each way (a mkdir under the existing root; an rmdir of a directory
 the task left empty), made on the event loop: a thread hop costs more than the call (measured here: 37 µs
-of CPU for the mkdir and the rmdir inline, 175 µs with the rmdir through `asyncio.to_thread`).
+of CPU for the mkdir and the rmdir inline, 175 µs with the rmdir through `asyncio.to_thread`). Removals
+batched in a worker thread (one call for every directory discarded since the last) were tried too: an
+rmdir on this ext4 waits ~90 µs on the file system, which holds the loop when inline, but with 2000
+no-op attempts in flight the batches stayed small and the Ant spent about 0.2 ms more CPU per attempt
+(three alternated runs: 1,184 / 1,074 / 913 attempts/s inline against 1,083 / 964 / 844 batched).
 Only the rest goes to a thread: a leftover of the same name or missing parents, a tree of files to
 delete. Directories are never reused: a process an attempt left behind could still write into its one.
 """
