@@ -214,8 +214,8 @@ async def flush_deferred(session: AsyncSession) -> None:
             _executed += _flush_sqlite(driver, dialect, pending)
         else:
             _executed += await _flush_psycopg(driver, dialect, pending, begin=_begin_pending(info))
-    except dbapi_error as error:
-        sql = next(p.statement.compiled_for(dialect).sql for p in pending)
+    except dbapi_error as error:  # the driver's error names what failed; the SQL is the batch's
+        sql = "; ".join(dict.fromkeys(item.statement.compiled_for(dialect).sql for item in pending))
         raise DBAPIError.instance(sql, None, error, dbapi_error) from error
     for item in pending:
         if item.check is not None and item.result is not None:
@@ -249,22 +249,23 @@ async def _flush_psycopg(driver: Any, dialect: Dialect, pending: list[_Pending],
     # One cursor per statement, all queued in the pipeline; the pipeline's end sends a Sync and reads
     # every result (psycopg's executemany would open a nested pipeline, which syncs: one round trip more).
     cursors = []
-    async with driver.pipeline():
-        if begin:
-            await driver.execute(b"BEGIN")
-        for item in pending:
-            compiled = item.statement.compiled_for(dialect)
-            cursor = driver.cursor()
-            cursors.append((cursor, item, compiled))
-            await cursor.execute(compiled.sql, _parameters(compiled, item.values))
-    for cursor, item, compiled in cursors:
-        try:
+    try:
+        async with driver.pipeline():
+            if begin:
+                await driver.execute(b"BEGIN")
+            for item in pending:
+                compiled = item.statement.compiled_for(dialect)
+                cursor = driver.cursor()
+                cursors.append((cursor, item, compiled))
+                await cursor.execute(compiled.sql, _parameters(compiled, item.values))
+        for cursor, item, compiled in cursors:
             if item.result is not None:
                 rows = list(await cursor.fetchall()) if compiled.returning else []
                 # psycopg builds `description` anew at each access: only the first execution needs it
                 description = cursor.description if rows and compiled.processors is None else None
                 item.result._rows = _rows_of(compiled, dialect, description, rows)
-        finally:
+    finally:
+        for cursor, _, _ in cursors:
             await cursor.close()
     return len(pending)
 
