@@ -148,16 +148,24 @@ async def transition_job_execution(
     *,
     message: str = "",
     now: datetime | None = None,
+    known: JobExecutionRecord | None = None,
     **changes: Unpack[JobExecutionChanges],
 ) -> JobExecutionRecord:
     """Guarded move of the execution from `expected` to `target` (same table as requests); logs
-    `job_execution_state_changed`. InvalidTransition for a forbidden move or a lost race."""
+    `job_execution_state_changed`. InvalidTransition for a forbidden move or a lost race.
+
+    `known`: the caller holds the execution's row as it is (its supervisor): the UPDATE is left for the
+    end of the transaction with its guard (as `transition_task`'s), and `known` with the changes is
+    returned."""
     check_job_transition(expected, target, entity=_JOB_EXECUTION)
     now = now or utc_now()
     values: dict[str, Any] = {**changes, "updated_at": now}
     if "contexts" in changes:
         values["contexts"] = to_json_object(changes["contexts"])
-    row = await guarded_update(
+    if known is not None and (known.id != job_execution_id or known.job_state is not expected):
+        raise ValueError("transition_job_execution: `known` is not the execution's row in the expected state")
+    update = guarded_update if known is None else guarded_update_later
+    written = await update(
         session,
         JobExecutionRow,
         entity=_JOB_EXECUTION,
@@ -167,6 +175,12 @@ async def transition_job_execution(
         target=target,
         values=values,
     )
+    if known is None:
+        assert written is not None
+        row = written
+    else:
+        fields = {field.name: getattr(known, field.name) for field in dataclass_fields(known)}
+        row = SimpleNamespace(**{**fields, **values, "job_state": target})
     await append_event(
         session,
         job_request_id=row.job_request_id,
@@ -197,9 +211,10 @@ async def finish_job_execution(
     contexts: Mapping[str, Any] | None = None,
     message: str = "",
     now: datetime | None = None,
+    known: JobExecutionRecord | None = None,
 ) -> JobExecutionRecord:
     """End the execution in a terminal `target` (COMPLETED, FAILED, CANCELLED) with its outcome;
-    `ended_at` is `now`."""
+    `ended_at` is `now`. `known`: as for `transition_job_execution`."""
     if not target.is_terminal:
         raise ValueError(f"finish_job_execution needs a terminal state, not {target}")
     now = now or utc_now()
@@ -215,7 +230,7 @@ async def finish_job_execution(
     if contexts is not None:
         changes["contexts"] = contexts
     return await transition_job_execution(
-        session, job_execution_id, expected, target, message=message, now=now, **changes
+        session, job_execution_id, expected, target, message=message, now=now, known=known, **changes
     )
 
 

@@ -924,14 +924,17 @@ class JobSupervisor:
     async def _finish_in(self, session: AsyncSession, now: datetime) -> Ending:
         """End the execution and the request as the cursor says (in the caller's transaction)."""
         ending = self._cursor.ending or Ending(JobState.COMPLETED)
+        execution = self._require_execution()
         await executions.finish_job_execution(
             session,
-            self._require_execution().id,
+            execution.id,
             JobState.EXECUTING,
             ending.state,
             error_code=ending.error_code,
             error_message=ending.error_message,
             now=now,
+            # the supervisor holds its running execution's row: the UPDATE waits for the transaction's end
+            known=execution if execution.job_state is JobState.EXECUTING else None,
         )
         self._request = await requests.transition_request(
             session,

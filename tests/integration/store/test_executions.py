@@ -269,6 +269,17 @@ async def test_writes_left_for_the_end_of_the_transaction_match_what_is_stored(d
         log = await events.events_since(session, request.id)
     assert ended.task_state is T.COMPLETED
     assert moved.cursor == {"next_task": "bye"}
+
+    async with db.transaction() as session:  # the end of the job: the execution's row waits too
+        running = await executions.transition_job_execution(
+            session, execution_id, moved.job_state, J.EXECUTING
+        )
+        finished = await executions.finish_job_execution(
+            session, execution_id, J.EXECUTING, J.COMPLETED, now=at(9), known=running
+        )
+    async with db.transaction() as session:
+        assert await executions.get_job_execution(session, execution_id) == finished
+    assert (finished.job_state, finished.ended_at) == (J.COMPLETED, at(9))
     assert [(e.kind, e.task_type, e.to_state) for e in log][-2:] == [
         ("task_state_changed", "greet", "COMPLETED"),
         ("task_created", "bye", "READY"),
@@ -304,6 +315,12 @@ async def test_a_deferred_guard_that_fails_refuses_the_whole_transaction(db: Dat
     async def wrong_known_row(session: AsyncSession) -> None:
         await executions.transition_task(session, task.id, T.EXECUTING, T.COMPLETED, known=task)
 
+    async def stale_execution(session: AsyncSession) -> None:  # it is STARTED, not EXECUTING
+        execution = await executions.get_job_execution(session, execution_id)
+        await executions.finish_job_execution(
+            session, execution_id, J.EXECUTING, J.FAILED, known=replace(execution, job_state=J.EXECUTING)
+        )
+
     with pytest.raises(InvalidTransition) as refused:
         await in_transaction(db, stale_result)
     assert refused.value.current == "CANCELLED"
@@ -313,6 +330,8 @@ async def test_a_deferred_guard_that_fails_refuses_the_whole_transaction(db: Dat
         await in_transaction(db, missing_execution)
     with pytest.raises(ValueError, match="known"):
         await in_transaction(db, wrong_known_row)
+    with pytest.raises(InvalidTransition):
+        await in_transaction(db, stale_execution)
     async with db.transaction() as session:
         stored = await executions.task_executions_of(session, execution_id)
         log = await events.events_since(session, request.id)
