@@ -936,6 +936,7 @@ class JobSupervisor:
             # the supervisor holds its running execution's row: the UPDATE waits for the transaction's end
             known=execution if execution.job_state is JobState.EXECUTING else None,
         )
+        request = self._require_request()
         self._request = await requests.transition_request(
             session,
             self.request_id,
@@ -945,6 +946,9 @@ class JobSupervisor:
             error_message=ending.error_message,
             ended_at=now,
             wait_reason="",
+            # nobody else writes a running request (a cancel or a pause comes through `stop`), so the
+            # supervisor's record is the row, but for the wait reason, which this write sets anyway
+            known=request if request.job_state is JobState.EXECUTING else None,
         )
         return ending
 

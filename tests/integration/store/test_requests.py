@@ -369,3 +369,32 @@ async def test_many_concurrent_writers_all_succeed(db: Database) -> None:
     assert len({r.id for r in made}) == 20
     async with db.transaction() as session:
         assert await requests.count_active_by_type(session) == {"hello": 20}
+
+
+async def test_a_transition_from_a_known_row_waits_for_the_end_of_the_transaction(db: Database) -> None:
+    """What a supervisor ending its job does: the request's UPDATE goes with the deferred statements."""
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition, now=at(0))
+    async with db.transaction() as session:
+        ready = await requests.transition_request(session, request.id, J.PENDING, J.READY, now=at(1))
+    async with db.transaction() as session:
+        ended = await requests.transition_request(
+            session, request.id, J.READY, J.CANCELLED, error_code="ERR_CANCELLED", now=at(2), known=ready
+        )
+        assert (await requests.get_request(session, request.id)).job_state is J.READY  # not written yet
+    async with db.transaction() as session:
+        assert await requests.get_request(session, request.id) == ended
+        log = await events.events_since(session, request.id)
+    assert (log[-1].from_state, log[-1].to_state) == ("READY", "CANCELLED")
+
+    async def stale(session: AsyncSession) -> None:
+        await requests.transition_request(session, request.id, J.READY, J.CANCELLED, known=ready)
+
+    with pytest.raises(InvalidTransition) as refused:
+        await _in_transaction(db, stale)
+    assert refused.value.current == "CANCELLED"
+
+
+async def _in_transaction(db: Database, work: Any) -> None:
+    async with db.transaction() as session:
+        await work(session)
