@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import fields as dataclass_fields
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -17,7 +18,7 @@ from queen.domain.errors import InvalidTransition, NotFound
 from queen.store._fast import FastStatement, defer_returning, returning_columns, run
 from queen.store.models import Base
 
-__all__ = ["guarded_update", "guarded_update_later", "rowcount"]
+__all__ = ["guarded_update", "rowcount"]
 
 
 def rowcount(result: Result[Any]) -> int:
@@ -35,6 +36,7 @@ async def guarded_update(
     expected: enum.StrEnum,
     target: enum.StrEnum,
     values: Mapping[str, Any],
+    known: object | None = None,
 ) -> SimpleNamespace:
     """Move one row from `expected` to `target` (and set `values`) in a single guarded UPDATE.
 
@@ -44,42 +46,20 @@ async def guarded_update(
     The caller has already checked the transition table. When no row matches, the row is read once to
     say why: NotFound if it does not exist, else InvalidTransition naming the state it is really in
     (another transaction changed it first: a lost race, never a silent overwrite).
+
+    `known`: the caller's record of the row as it is now (a dataclass whose fields are the columns; a
+    supervisor holds its task's, execution's and request's rows). The UPDATE is then left for the end
+    of the transaction (`_fast.defer_returning`: with the other deferred statements, one round trip on
+    PostgreSQL), the guard is checked there and refuses the whole transaction with the same errors, and
+    the row returned is `known` with `values`. ValueError if `known` is not the row in `expected`.
     """
     table = cast(Table, model.__table__)
     id_column = model.__mapper__.primary_key[0]
-    columns = (state_column.key, *sorted(values))
-    statement = _update_statement(table, str(id_column.key), state_column.key, columns)
-    params = {**values, state_column.key: target, "w_id": row_id, "w_state": expected}
-    rows = await run(session, statement, params)
-    if rows:
-        return SimpleNamespace(**rows[0])
-    current = await session.scalar(select(state_column).where(id_column == row_id))
-    if current is None:
-        raise NotFound(f"{entity} {row_id} does not exist")
-    raise InvalidTransition(f"{entity} {row_id}", str(current), str(target))
+    id_key, state_key = str(id_column.key), state_column.key
+    columns = (state_key, *sorted(values))
+    params = {**values, state_key: target, "w_id": row_id, "w_state": expected}
 
-
-async def guarded_update_later(
-    session: AsyncSession,
-    model: type[Base],
-    *,
-    entity: str,
-    row_id: object,
-    state_column: InstrumentedAttribute[Any],
-    expected: enum.StrEnum,
-    target: enum.StrEnum,
-    values: Mapping[str, Any],
-) -> None:
-    """`guarded_update` left for the end of the transaction (`_fast.defer_returning`): the guard is
-    checked there, before the commit, and refuses the whole transaction with the same errors. For a
-    caller that already holds the row as it is (and so needs nothing back)."""
-    table = cast(Table, model.__table__)
-    id_column = model.__mapper__.primary_key[0]
-    columns = (state_column.key, *sorted(values))
-    statement = _update_statement(table, str(id_column.key), state_column.key, columns, whole_row=False)
-    params = {**values, state_column.key: target, "w_id": row_id, "w_state": expected}
-
-    async def check(rows: list[dict[str, Any]]) -> None:
+    async def refuse(rows: list[dict[str, Any]]) -> None:
         if rows:
             return
         current = await session.scalar(select(state_column).where(id_column == row_id))
@@ -87,7 +67,16 @@ async def guarded_update_later(
             raise NotFound(f"{entity} {row_id} does not exist")
         raise InvalidTransition(f"{entity} {row_id}", str(current), str(target))
 
-    await defer_returning(session, statement, params, check=check)
+    if known is None:
+        rows = await run(session, _update_statement(table, id_key, state_key, columns), params)
+        await refuse(rows)
+        return SimpleNamespace(**rows[0])
+    fields = {field.name: getattr(known, field.name) for field in dataclass_fields(cast(Any, known))}
+    if fields.get(id_key) != row_id or fields.get(state_key) is not expected:
+        raise ValueError(f"guarded_update: `known` is not the {entity} {row_id} in state {expected}")
+    statement = _update_statement(table, id_key, state_key, columns, whole_row=False)
+    await defer_returning(session, statement, params, check=refuse)
+    return SimpleNamespace(**{**fields, **values, state_key: target})
 
 
 _STATEMENTS: dict[tuple[str, tuple[str, ...], bool], FastStatement] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
@@ -21,7 +20,7 @@ from queen.domain.errors import NotFound
 from queen.domain.states import JobState, TaskState, check_job_transition, check_task_transition
 from queen.store._clock import utc_now
 from queen.store._fast import FastStatement, defer_returning, insert_if_absent, returning_columns, run
-from queen.store._guarded import guarded_update, guarded_update_later
+from queen.store._guarded import guarded_update
 from queen.store._json import freeze, freeze_mapping, to_json_list, to_json_object, to_json_value
 from queen.store.database import DuplicateKey
 from queen.store.events import EventKind, append_event
@@ -162,10 +161,7 @@ async def transition_job_execution(
     values: dict[str, Any] = {**changes, "updated_at": now}
     if "contexts" in changes:
         values["contexts"] = to_json_object(changes["contexts"])
-    if known is not None and (known.id != job_execution_id or known.job_state is not expected):
-        raise ValueError("transition_job_execution: `known` is not the execution's row in the expected state")
-    update = guarded_update if known is None else guarded_update_later
-    written = await update(
+    row = await guarded_update(
         session,
         JobExecutionRow,
         entity=_JOB_EXECUTION,
@@ -174,13 +170,8 @@ async def transition_job_execution(
         expected=expected,
         target=target,
         values=values,
+        known=known,
     )
-    if known is None:
-        assert written is not None
-        row = written
-    else:
-        fields = {field.name: getattr(known, field.name) for field in dataclass_fields(known)}
-        row = SimpleNamespace(**{**fields, **values, "job_state": target})
     await append_event(
         session,
         job_request_id=row.job_request_id,
@@ -405,8 +396,8 @@ async def transition_task(
     it does not exist.
 
     `known`: the caller holds the task's row as it is now (the supervisor does): the UPDATE is left for
-    the end of the transaction, with the guard checked there (`guarded_update_later`: the errors above,
-    raised before the commit), and the record returned is `known` with the changes. Not for a task the
+    the end of the transaction, with the guard checked there (`guarded_update(known=...)`: the errors
+    above, raised before the commit), and the record returned is `known` with the changes. Not for a task the
     same transaction writes again afterwards.
     """
     if through is None:
@@ -424,10 +415,7 @@ async def transition_task(
         values["stdout"] = [str(line) for line in changes["stdout"]]
     if "warnings" in changes:
         values["warnings"] = [str(line) for line in changes["warnings"]]
-    if known is not None and (known.id != task_execution_id or known.task_state is not expected):
-        raise ValueError("transition_task: `known` is not the task's row in the expected state")
-    update = guarded_update if known is None else guarded_update_later
-    written = await update(
+    row = await guarded_update(
         session,
         TaskExecutionRow,
         entity=_TASK_EXECUTION,
@@ -436,13 +424,8 @@ async def transition_task(
         expected=expected,
         target=target,
         values=values,
+        known=known,
     )
-    if known is None:
-        assert written is not None
-        row = written
-    else:
-        fields = {field.name: getattr(known, field.name) for field in dataclass_fields(known)}
-        row = SimpleNamespace(**{**fields, **values, "task_state": target})
     job_request_id = job_request_id or await _job_request_id(session, row.job_execution_id)
     data = {key: to_json_value(value) for key, value in changes.items() if key not in _BULKY_TASK_FIELDS}
     steps = [(expected, target, message or changes.get("error_message", ""), data, now)]

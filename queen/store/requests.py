@@ -7,7 +7,6 @@ transaction. Ids are integers, as in Formicary.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
@@ -21,7 +20,7 @@ from queen.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from queen.domain.states import JobState, check_job_transition
 from queen.store._clock import utc_now
 from queen.store._fast import FastStatement, insert_if_absent, returning_columns, run
-from queen.store._guarded import guarded_update, guarded_update_later
+from queen.store._guarded import guarded_update
 from queen.store._json import freeze_mapping, to_json_value
 from queen.store.events import EventKind, append_event
 from queen.store.models import JobRequestRow
@@ -249,11 +248,7 @@ async def transition_request(
     for source, destination in steps:
         check_job_transition(source, destination)
     now = now or utc_now()
-    if known is not None and (known.id != request_id or known.job_state is not expected):
-        raise ValueError("transition_request: `known` is not the request's row in the expected state")
-    values = {**changes, "updated_at": now}
-    update = guarded_update if known is None else guarded_update_later
-    written = await update(
+    row = await guarded_update(
         session,
         JobRequestRow,
         entity=_ENTITY,
@@ -261,14 +256,9 @@ async def transition_request(
         state_column=JobRequestRow.job_state,
         expected=expected,
         target=target,
-        values=values,
+        values={**changes, "updated_at": now},
+        known=known,
     )
-    if known is None:
-        assert written is not None
-        row = written
-    else:
-        fields = {field.name: getattr(known, field.name) for field in dataclass_fields(known)}
-        row = SimpleNamespace(**{**fields, **values, "job_state": target})
     data = {key: to_json_value(value) for key, value in changes.items()}
     for number, (source, destination) in enumerate(steps):
         await append_event(
