@@ -32,8 +32,6 @@ __all__ = ["Scheduler"]
 log = structlog.get_logger(__name__)
 
 _BATCH = 200
-# Parsed definitions by version id (a stored version never changes, so this never goes stale).
-_CACHED_DEFINITIONS = 1024
 
 
 class Scheduler:
@@ -57,7 +55,6 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         # One pass at a time: two concurrent passes would both see a free concurrency slot.
         self._pass_lock = asyncio.Lock()
-        self._jobs: dict[str, JobDefinition] = {}
         self.passes = 0
         # Whether the last pass left requests waiting on a verdict (max_concurrency, no Ant) or saw a
         # full batch: only then can a supervisor's end let something start.
@@ -186,17 +183,11 @@ class Scheduler:
         return True
 
     async def _definition(self, session: AsyncSession, request: JobRequestRecord) -> JobDefinition | None:
-        """The request's parsed definition (kept by version id); None when it no longer parses, in which
-        case the request is failed in `session`."""
-        job = self._jobs.get(request.job_definition_id)
-        if job is not None:
-            return job
-        record = await definitions.get_definition(session, request.job_definition_id)
-        if len(self._jobs) >= _CACHED_DEFINITIONS:
-            self._jobs.clear()
+        """The request's parsed definition (its pinned version, read and parsed once per process); None
+        when it no longer parses, in which case the request is failed in `session`."""
+        record = await definitions.pinned_definition(session, request.job_definition_id)
         try:
-            job = self._jobs[request.job_definition_id] = record.definition()
-            return job
+            return record.definition()
         except InvalidArgument as exc:
             await self._move(
                 session,

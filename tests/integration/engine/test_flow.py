@@ -396,6 +396,7 @@ async def test_a_stored_definition_that_no_longer_parses_fails_its_request_not_t
 
     from queen.domain.job_definition import TaskMethod
     from queen.services.requests import Submission
+    from queen.store import definitions
     from tests.fixtures.engine import IDENTITY
 
     await engine.upload(job("fragile", shell("a")))
@@ -409,7 +410,7 @@ async def test_a_stored_definition_that_no_longer_parses_fails_its_request_not_t
             text("UPDATE job_definitions SET yaml = :yaml, digest = :digest WHERE job_type = 'fragile'"),
             {"yaml": "job_type: fragile\ntasks: {}\n", "digest": "0" * 64},
         )
-    engine.scheduler._jobs.clear()
+    definitions._PINNED.clear()  # versions are immutable, so the Queen keeps what it read
     engine.dispatcher.unavailable.clear()
     await engine.scheduler.run_once()
 
