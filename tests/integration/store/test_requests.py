@@ -393,6 +393,9 @@ async def test_a_transition_from_a_known_row_waits_for_the_end_of_the_transactio
     with pytest.raises(InvalidTransition) as refused:
         await _in_transaction(db, stale)
     assert refused.value.current == "CANCELLED"
+    async with db.transaction() as session:  # nothing of the refused transaction was kept
+        assert await requests.get_request(session, request.id) == ended
+        assert await events.events_since(session, request.id) == log
 
 
 async def _in_transaction(db: Database, work: Any) -> None:
