@@ -100,6 +100,10 @@ class AttemptRunner:
         self._logger = logger
         self._cost_factor = default_cost_factor
 
+    def close(self) -> None:
+        """Release what the runner keeps between attempts (the spare directories)."""
+        self._dirs.close()
+
     async def run(
         self,
         request: AttemptRequest,

@@ -335,6 +335,7 @@ class AntClient:
                     self._stop_everything()
         finally:
             self._tasks = None
+            self._runner.close()
             self._log.info("ant_stopped", unacknowledged=len(self._attempts))
         if fatal is not None:
             raise fatal
@@ -636,6 +637,9 @@ class AntClient:
             if decision.verdict is DispatchVerdict.REPLACE:
                 self._abandon(task_execution_id, "a new attempt of the task was dispatched")
             self._ledger.hold(task_execution_id, request.correlation_id, sequence)
+            # Started first: the attempt's first step (its directory, the spawn) runs before the writer
+            # wakes up, and the TaskAccepted is written while the task runs, not before it starts.
+            self._start(attempt)
             conn.out.put_control(_convert.accepted_frame(sequence, task_execution_id))
             self._log.info(
                 "task_accepted",
@@ -644,7 +648,6 @@ class AntClient:
                 method=attempt.spec.method.value,
                 task_type=attempt.spec.task_type,
             )
-            self._start(attempt)
         self._ledger.answered(sequence)
 
     def _start(self, request: AttemptRequest) -> None:
