@@ -62,8 +62,11 @@ class ChildProcess:
             self._loop.add_reader(self._pidfd, self._on_pidfd)
 
     @classmethod
-    def start(cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> ChildProcess:
-        """Start `argv` with stdin from /dev/null and stdout/stderr piped to us, in a new session."""
+    def start(
+        cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], executable: str | None = None
+    ) -> ChildProcess:
+        """Start `argv` with stdin from /dev/null and stdout/stderr piped to us, in a new session;
+        `executable` is the program's path when known (else `argv[0]` is searched on env's PATH)."""
         pipes: dict[int, int] = {}
         child_ends: list[int] = []
         try:
@@ -73,6 +76,7 @@ class ChildProcess:
                 child_ends.append(write_fd)
             popen = subprocess.Popen(
                 list(argv),
+                executable=executable,
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -15,10 +15,11 @@ command seen.
 
 A script of ONE simple command (plain words: no quoting, expansion, redirection or other shell syntax,
 naming an external program found on the task's PATH, not a builtin) needs no shell session at all:
-`direct_argv()` gives the argv to exec instead, which saves starting a shell per task phase (bash costs
-more than the program itself for `true`, `make`, `./gradlew build`-sized steps it is the difference
-between one and two process starts). Output, exit status, environment, working directory and process
-group are the same; only what the shell itself would add (SHLVL, `_`) is not there.
+`direct_program()` gives the program and argv to exec instead, which saves starting a shell per task
+phase (bash costs more than the program itself for `true`, `make`, `./gradlew build`-sized steps it is
+the difference between one and two process starts). Output, exit status, environment, working
+directory and process group are the same; only what the shell itself would add (SHLVL, `_`) is not
+there.
 
 Running one command per `sh -c` would make failure reporting trivial but would lose the shared session
 the definition language promises; a shell `trap` on ERR/EXIT would miss kills and syntax errors.
@@ -75,9 +76,10 @@ class ScriptPlan:
             lines.append(f"eval {shlex.quote(command)}")
         return "\n".join(lines) + "\n"
 
-    def direct_argv(self, search_path: str) -> list[str] | None:
-        """The argv to exec without a shell when this plan is one simple command (see the module's
-        docstring) whose program is on `search_path` (the task's PATH); None when it needs the shell."""
+    def direct_program(self, search_path: str) -> tuple[str, list[str]] | None:
+        """What to exec without a shell when this plan is one simple command (see the module's docstring)
+        whose program is on `search_path` (the task's PATH): the program's path there (exec'd as is, not
+        searched for again) and the argv, `argv[0]` as written; None when it needs the shell."""
         if len(self.commands) != 1 or not _SIMPLE.fullmatch(self.commands[0]):
             return None
         argv = self.commands[0].split()
@@ -86,9 +88,10 @@ class ScriptPlan:
             return None  # an assignment, a path (relative to the shell's cwd), a builtin or keyword
         if program == "echo" and any(arg.startswith("-") for arg in argv[1:]):
             return None  # options of the builtin and of coreutils' echo differ
-        if shutil.which(program, mode=os.X_OK, path=search_path) is None:
+        executable = shutil.which(program, mode=os.X_OK, path=search_path)
+        if executable is None:
             return None  # the shell reports "command not found" (status 127) as users know it
-        return argv
+        return executable, argv
 
     def render_with_after(self, after: ScriptPlan) -> str:
         """Main commands, then `after`'s whatever happened; exits with the main part's status."""
@@ -123,7 +126,7 @@ _MARKER = re.compile(r" (step|exit) (\d+)")
 # redirections, separators, comments), separated by spaces.
 _SIMPLE = re.compile(r"[A-Za-z0-9_./:@%+,=-]+(?: +[A-Za-z0-9_./:@%+,=-]+)*")
 # bash's builtins and keywords (`compgen -b -k`), except `true` and `false`, whose programs behave alike;
-# `echo` is allowed without options (see direct_argv).
+# `echo` is allowed without options (see direct_program).
 _SHELL_WORDS = frozenset(
     """. : [ alias bg bind break builtin caller case cd command compgen complete compopt continue coproc
     declare dirs disown do done elif else enable esac eval exec exit export fc fg fi for function

@@ -45,7 +45,7 @@ class ShellExecutor:
     started outlives it and its output pipes close; a process that left the group on purpose (setsid)
     is not tracked, and its output is cut off after `pipe_drain_timeout`.
 
-    A phase that is one simple command (`ScriptPlan.direct_argv`: `make test`, `true`) is exec'd without
+    A phase that is one simple command (`ScriptPlan.direct_program`: `make test`, `true`) is exec'd without
     the shell, in the same way otherwise (`direct=False` always starts the shell).
     """
 
@@ -109,13 +109,14 @@ class ShellExecutor:
         timeout: float | None,  # noqa: ASYNC109 - enforced by killing the process group
         cancel: asyncio.Event | None,
     ) -> PhaseOutcome:
-        argv = plan.direct_argv(env.get("PATH", "")) if self._direct else None
-        if argv is not None:
+        direct = plan.direct_program(env.get("PATH", "")) if self._direct else None
+        if direct is not None:
+            executable, argv = direct
             await collector.step(plan, 1)  # what the shell's step marker would have said
         else:
-            argv = [self._shell, "-c", plan.render(pipefail=self._pipefail)]
+            executable, argv = self._shell, [self._shell, "-c", plan.render(pipefail=self._pipefail)]
         try:
-            child = ChildProcess.start(argv, cwd=work_dir, env=env)
+            child = ChildProcess.start(argv, cwd=work_dir, env=env, executable=executable)
         except OSError as exc:
             return PhaseOutcome(
                 returncode=None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from ant.executors import LogStream
@@ -178,8 +180,11 @@ async def test_context_values_are_bounded_in_total() -> None:
     ],
 )
 def test_one_simple_command_runs_without_a_shell(commands: list[str], argv: list[str] | None) -> None:
-    assert ScriptPlan.build(commands).direct_argv("/usr/local/bin:/usr/bin:/bin") == argv
+    found = ScriptPlan.build(commands).direct_program("/usr/local/bin:/usr/bin:/bin")
+    assert (found[1] if found is not None else None) == argv
+    if found is not None:  # exec'd by the path where it was found, argv[0] as written
+        assert found[0] == shutil.which(argv[0], path="/usr/local/bin:/usr/bin:/bin")
 
 
 def test_a_program_is_looked_up_on_the_tasks_path_only() -> None:
-    assert ScriptPlan.build(["true"]).direct_argv("/nonexistent") is None
+    assert ScriptPlan.build(["true"]).direct_program("/nonexistent") is None
