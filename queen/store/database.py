@@ -14,6 +14,7 @@ commit. One session per asyncio task; never share one across `gather`.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -73,6 +74,21 @@ class DuplicateKey(Exception):
     """A transaction wrote a unique key that another transaction holds (often one that committed while
     this one ran): it was rolled back; read again and decide anew. Other integrity errors (a missing
     reference) stay SQLAlchemy's IntegrityError: they are bugs, not races."""
+
+
+async def _closed_to_completion(session: AsyncSession) -> None:
+    """`session.close()` run to its end (it may have a rollback to send) even if the caller is cancelled
+    meanwhile; such a cancellation is raised once the session is closed."""
+    close = asyncio.ensure_future(session.close())
+    cancelled = False
+    while not close.done():
+        try:
+            await asyncio.shield(close)
+        except asyncio.CancelledError:
+            cancelled = True
+    close.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
@@ -202,16 +218,26 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A new session inside one transaction: committed when the block ends, rolled back if it raises."""
+        """A new session inside one transaction: committed when the block ends, rolled back if it raises.
+
+        The session is closed as `async with session` would, but after a commit without the task of its
+        own that AsyncSession's exit runs `close()` in (so that a cancellation cannot stop it halfway):
+        once committed, closing sends nothing to the server (the pool's reset is a rollback of an idle
+        connection), so it cannot be interrupted, and the task and its two loop iterations, about a
+        fifth of a short transaction's cost, are saved. After a failure (a rollback to send) the
+        shielded close remains."""
+        session = self.session()
         try:
-            async with self.session() as session, session.begin():
+            async with session.begin():
                 session.info[DEFER_KEY] = True
                 yield session
                 await flush_deferred(session)  # the events of the transaction, in one statement
-        except IntegrityError as error:
-            if _is_unique_violation(error):
+        except BaseException as error:
+            await _closed_to_completion(session)
+            if isinstance(error, IntegrityError) and _is_unique_violation(error):
                 raise DuplicateKey(str(error.orig)) from error
             raise
+        await session.close()
 
     def _create_sqlite_engine(self) -> AsyncEngine:
         database = self._url.database or ""

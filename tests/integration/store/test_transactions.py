@@ -9,6 +9,7 @@ connections before the commit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import psycopg
@@ -117,3 +118,26 @@ async def test_nothing_is_visible_to_another_connection_before_the_commit(
             )  # the transaction's first statement
             assert await seen() == ""
         assert await seen() == "in flight"
+
+
+async def test_a_cancelled_transaction_keeps_nothing_and_gives_its_connection_back(db: Database) -> None:
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition)
+    inside = asyncio.Event()
+
+    async def cancelled_midway() -> None:
+        async with db.transaction() as session:
+            await requests.set_wait_reason(session, request.id, "never committed")
+            inside.set()
+            await asyncio.Event().wait()  # cancelled here, with the statement sent
+
+    task = asyncio.create_task(cancelled_midway())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    wait_reason, _, _, log = await _state(db, request)
+    assert wait_reason == ""
+    assert "never committed" not in log
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # a committed one gives it back too
