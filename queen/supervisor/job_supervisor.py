@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -117,6 +117,13 @@ class _Attempt:
     dispatch: DispatchOutcome | None = None
 
 
+class _Cut(enum.Enum):
+    """Why the wait for an attempt ended without its outcome."""
+
+    STOPPED = "stopped"
+    TIMED_OUT = "timed out"
+
+
 class _Interrupted(Exception):
     """A wait ended because the job was cancelled, paused or timed out."""
 
@@ -154,6 +161,7 @@ class JobSupervisor:
         self.deps = deps
         self.request_id = request_id
         self._stop = asyncio.Event()
+        self._on_stop: Callable[[], None] | None = None
         self._stop_kind: Stop | None = None
         self._stop_reason = ""
         self._wait_reason: str | None = None
@@ -176,6 +184,8 @@ class JobSupervisor:
         self._stop_reason = reason
         if kind is Stop.CANCEL:
             self._stop.set()
+            if self._on_stop is not None:  # waiting for an attempt (_attempt_unless_stopped)
+                self._on_stop()
 
     def announce(self) -> None:
         self.deps.notifier.changed(self.request_id)
@@ -407,26 +417,17 @@ class JobSupervisor:
 
     async def _await_attempt(self, call: Any, task: TaskDefinition, *, owed: bool) -> DispatchOutcome:
         """Await the dispatcher, bounded by the task's timeout (plus grace) and the job's; cancellable."""
-        attempt: asyncio.Task[DispatchOutcome] = asyncio.ensure_future(call)
-        stop = asyncio.ensure_future(self._stop.wait()) if not owed else None
         limit = None
         if task.timeout is not None:
             limit = (task.timeout + self.deps.timeout_grace).total_seconds()
         job_left = self._job_time_left() if not owed else None
         timeout = min((t for t in (limit, job_left) if t is not None), default=None)
-        waiters: set[asyncio.Future[Any]] = {attempt} | ({stop} if stop else set())
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if stop is not None:
-                stop.cancel()
-        if attempt in done:
-            return attempt.result()
-        attempt.cancel()
-        await asyncio.gather(attempt, return_exceptions=True)
+        ended = await self._attempt_unless_stopped(call, timeout, stoppable=not owed)
+        if isinstance(ended, DispatchOutcome):
+            return ended
         record = self._tasks[task.task_type]
         await self.deps.dispatcher.cancel(record.id, "stopped by the Queen")
-        if stop is not None and stop in done:
+        if ended is _Cut.STOPPED:
             report = TaskReport(
                 TaskState.CANCELLED, error_code="ERR_CANCELLED", error_message=self._stop_reason
             )
@@ -444,6 +445,43 @@ class JobSupervisor:
                 error_message=f"no result within {task.timeout}",
             )
         return DispatchOutcome(report)
+
+    async def _attempt_unless_stopped(
+        self, call: Coroutine[Any, Any, DispatchOutcome], limit: float | None, *, stoppable: bool
+    ) -> DispatchOutcome | _Cut:
+        """The dispatcher's outcome, or why the wait was cut (the dispatcher has then given the attempt up):
+        the job was cancelled, or `limit` seconds passed.
+
+        The dispatcher's coroutine runs in this task, not in one of its own raced against the stop by
+        `asyncio.wait`: its outcome resumes the supervisor in one loop iteration instead of three. A
+        cancel of the job (`stop`) cancels this task while it waits here, and is told apart from any other
+        cancellation (the Queen stopping) by `Task.uncancel`, as `asyncio.timeout` tells its own apart.
+        """
+        if stoppable and self._stop.is_set():
+            call.close()  # never started: nothing was dispatched
+            return _Cut.STOPPED
+        current = asyncio.current_task()
+        assert current is not None
+        stopped = False
+
+        def on_stop() -> None:
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                current.cancel()
+
+        self._on_stop = on_stop if stoppable else None
+        try:
+            async with asyncio.timeout(limit):
+                return await call
+        except TimeoutError:
+            return _Cut.TIMED_OUT
+        except asyncio.CancelledError:
+            if stopped and current.uncancel() == 0:
+                return _Cut.STOPPED
+            raise
+        finally:
+            self._on_stop = None
 
     def _job_timeout(self) -> timedelta | None:
         return self._require_job().timeout
