@@ -564,21 +564,57 @@ async def _verified(
         )
 
 
+class _LogCut:
+    """A log's lines as UTF-8 chunks of about `_LOG_BATCH` bytes, cut with a note so that the whole stays
+    within `limit`: the one rule for every stored log (`_encoded_lines`, `_encoded_log`)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._budget = limit - len(_LOG_TRUNCATED)
+        self._pending = bytearray()
+        self._written = 0
+        self.cut = False  # the note is in: later lines are dropped
+
+    def feed(self, line: str) -> bytes | None:
+        """Take one line; a chunk when one is full (or the log was cut here)."""
+        data = line.encode("utf-8", errors="replace") + b"\n"
+        pending = self._pending
+        if self._written + len(pending) + len(data) > self._budget:
+            pending += data[: max(self._budget - self._written - len(pending), 0)]
+            pending += _LOG_TRUNCATED[: max(self._limit - self._written - len(pending), 0)]
+            self.cut = True
+            return self._take()
+        pending += data
+        return self._take() if len(pending) >= _LOG_BATCH else None
+
+    def end(self) -> bytes | None:
+        """What is left once the lines end (None: nothing)."""
+        return self._take() if self._pending else None
+
+    def _take(self) -> bytes:
+        chunk = bytes(self._pending)
+        self._written += len(chunk)
+        self._pending.clear()
+        return chunk
+
+
 def _encoded_log(lines: Iterable[str], limit: int) -> bytes:
-    """A whole log as `_encoded_lines` writes it (the same cut and note beyond `limit`), in memory."""
-    data = "".join(f"{line}\n" for line in lines).encode("utf-8", errors="replace")
-    budget = limit - len(_LOG_TRUNCATED)
-    if len(data) <= budget:
-        return data
-    cut = data[: max(budget, 0)]
-    return cut + _LOG_TRUNCATED[: max(limit - len(cut), 0)]
+    """A whole log as `_encoded_lines` writes it, in memory."""
+    cut = _LogCut(limit)
+    chunks: list[bytes] = []
+    for line in lines:
+        chunk = cut.feed(line)
+        if chunk is not None:
+            chunks.append(chunk)
+        if cut.cut:
+            return b"".join(chunks)
+    rest = cut.end()
+    return b"".join(chunks) + (rest or b"")
 
 
 async def _encoded_lines(lines: Iterable[str] | AsyncIterable[str], limit: int) -> AsyncIterator[bytes]:
     """Lines as UTF-8 chunks of about 64 KiB, cut with a note so that the whole stays within `limit`."""
-    budget = limit - len(_LOG_TRUNCATED)
-    pending = bytearray()
-    written = 0
+    cut = _LogCut(limit)
 
     async def each() -> AsyncIterator[str]:
         if isinstance(lines, AsyncIterable):
@@ -589,17 +625,11 @@ async def _encoded_lines(lines: Iterable[str] | AsyncIterable[str], limit: int) 
                 yield line
 
     async for line in each():
-        data = line.encode("utf-8", errors="replace") + b"\n"
-        if written + len(pending) + len(data) > budget:
-            room = max(budget - written - len(pending), 0)
-            pending += data[:room]
-            pending += _LOG_TRUNCATED[: max(limit - written - len(pending), 0)]
-            yield bytes(pending)
+        chunk = cut.feed(line)
+        if chunk is not None:
+            yield chunk
+        if cut.cut:
             return
-        pending += data
-        if len(pending) >= _LOG_BATCH:
-            written += len(pending)
-            yield bytes(pending)
-            pending.clear()
-    if pending:
-        yield bytes(pending)
+    rest = cut.end()
+    if rest is not None:
+        yield rest
