@@ -24,6 +24,7 @@ from queen.domain.errors import InvalidArgument
 __all__ = [
     "TemplateContext",
     "builtins",
+    "is_template",
     "parse_set_output",
     "render",
     "to_jinja",
@@ -110,9 +111,14 @@ def _compiled(text: str) -> Template:
     return _ENVIRONMENT.from_string(to_jinja(text))
 
 
+def is_template(text: str) -> bool:
+    """Whether `text` has anything to render (else `render` returns it as it is)."""
+    return "{{" in text or "{%" in text
+
+
 def render(text: str, variables: Mapping[str, Any]) -> str:
     """Render one template string; a missing variable or unsafe expression raises `InvalidArgument`."""
-    if "{{" not in text and "{%" not in text:
+    if not is_template(text):
         return text
     try:
         rendered = _compiled(text).render(variables)

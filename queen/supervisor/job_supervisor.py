@@ -24,7 +24,7 @@ from queen.domain.errors import InvalidArgument, InvalidTransition
 from queen.domain.flow import Decision, Step, TaskOutcome
 from queen.domain.job_definition import JobDefinition, TaskDefinition, TaskMethod
 from queen.domain.states import JobState, TaskState
-from queen.domain.templating import builtins, parse_set_output, render
+from queen.domain.templating import builtins, is_template, parse_set_output, render
 from queen.domain.work import TaskConfigs, TaskReport, TaskWork
 from queen.notifier import ChangeNotifier
 from queen.store import (
@@ -649,9 +649,8 @@ class JobSupervisor:
     ) -> TaskWork | TaskReport:
         """The attempt to dispatch, with templates rendered; a TaskReport when rendering fails."""
         request = self._require_request()
-        variables = self._variables(job, task, record)
         try:
-            rendered = _render_task(task, variables)
+            rendered = _render_task(task, lambda: self._variables(job, task, record))
         except InvalidArgument as exc:
             return TaskReport(TaskState.FAILED, error_code=ERR_TEMPLATE, error_message=str(exc))
         dependencies = tuple(
@@ -1022,8 +1021,21 @@ def _as_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _render_task(task: TaskDefinition, variables: Mapping[str, Any]) -> TaskDefinition:
-    """The task with its scripts, URL, headers and environment rendered."""
+def _render_task(task: TaskDefinition, variables_of: Callable[[], Mapping[str, Any]]) -> TaskDefinition:
+    """The task with its scripts, URL, headers and environment rendered; the task itself when none of them
+    is a template (most are not: the variables, built-ins included, are then not even gathered)."""
+    texts = (
+        *task.script,
+        *task.before_script,
+        *task.after_script,
+        task.url,
+        *task.headers.values(),
+        *task.query.values(),
+        *task.environment.values(),
+    )
+    if not any(is_template(text) for text in texts):
+        return task
+    variables = variables_of()
 
     def lines(values: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(render(line, variables) for line in values)

@@ -303,6 +303,23 @@ async def test_templating_and_task_outputs_flow_to_later_tasks(engine: Engine) -
     assert second.task.script == ("deploy 1.2.3 for alice",)
 
 
+async def test_a_template_anywhere_in_a_task_is_rendered_and_a_plain_task_goes_as_written(
+    engine: Engine,
+) -> None:
+    tasks = (
+        "- task_type: env-only\n  method: SHELL\n  script: [ 'make deploy' ]\n"
+        "  environment: {TARGET: '{{ who }}-{{.TaskType}}'}\n  on_completed: plain\n"
+        "- task_type: plain\n  method: SHELL\n  script: [ 'make test' ]\n  environment: {MODE: fast}\n"
+    )
+    await engine.upload(job("where", tasks))
+    await engine.wait_for(await engine.submit("where", who="alice"), *DONE)
+    templated, plain = engine.dispatcher.calls
+    assert dict(templated.task.environment) == {"TARGET": "alice-env-only"}
+    assert templated.task.script == ("make deploy",)
+    assert dict(plain.task.environment) == {"MODE": "fast"}
+    assert plain.task.script == ("make test",)
+
+
 async def test_cron_creates_exactly_one_request_per_fire_time(engine: Engine) -> None:
     from datetime import UTC, datetime, timedelta
 
