@@ -102,11 +102,12 @@ class AntServiceStub:
        Heartbeat per task. The Queen's view of free slots is never more than the Ant's.
 
     4. DISPATCH. The Ant answers every DispatchTask, in sequence order, with exactly one TaskAccepted or
-       TaskRejected carrying the same sequence, promptly (before starting executors: accepting only reserves
-       a slot), and always before sending a Heartbeat whose last_acked_sequence covers it. TaskAccepted
-       promises a TaskResult later; the Queen moves the task to EXECUTING. TaskRejected (no slot after all,
-       method or platform not served) puts the task back in the queue for another Ant without counting a
-       retry. A DispatchTask for a task the Ant already holds with the same correlation_id (re-sent after a
+       TaskRejected carrying the same sequence, promptly (without waiting for the executor: accepting only
+       reserves a slot; the Ant may start the task first, as the reference Ant starts a process before it
+       writes the answer), and always before sending a Heartbeat whose last_acked_sequence covers it and
+       before the task's TaskResult. TaskAccepted promises a TaskResult later; the Queen moves the task to
+       EXECUTING. TaskRejected (no slot after all, method or platform not served) puts the task back in the
+       queue for another Ant without counting a retry. A DispatchTask for a task the Ant already holds with the same correlation_id (re-sent after a
        resume) is answered with TaskAccepted again and starts nothing new; with a different correlation_id
        (a new attempt) the Ant stops the old attempt, discards its result and handles the new one.
        Loss detection: a task this Ant accepted, with no result recorded, whose dispatch sequence is <=
@@ -250,11 +251,12 @@ class AntServiceAsyncStub(AntServiceStub):
        Heartbeat per task. The Queen's view of free slots is never more than the Ant's.
 
     4. DISPATCH. The Ant answers every DispatchTask, in sequence order, with exactly one TaskAccepted or
-       TaskRejected carrying the same sequence, promptly (before starting executors: accepting only reserves
-       a slot), and always before sending a Heartbeat whose last_acked_sequence covers it. TaskAccepted
-       promises a TaskResult later; the Queen moves the task to EXECUTING. TaskRejected (no slot after all,
-       method or platform not served) puts the task back in the queue for another Ant without counting a
-       retry. A DispatchTask for a task the Ant already holds with the same correlation_id (re-sent after a
+       TaskRejected carrying the same sequence, promptly (without waiting for the executor: accepting only
+       reserves a slot; the Ant may start the task first, as the reference Ant starts a process before it
+       writes the answer), and always before sending a Heartbeat whose last_acked_sequence covers it and
+       before the task's TaskResult. TaskAccepted promises a TaskResult later; the Queen moves the task to
+       EXECUTING. TaskRejected (no slot after all, method or platform not served) puts the task back in the
+       queue for another Ant without counting a retry. A DispatchTask for a task the Ant already holds with the same correlation_id (re-sent after a
        resume) is answered with TaskAccepted again and starts nothing new; with a different correlation_id
        (a new attempt) the Ant stops the old attempt, discards its result and handles the new one.
        Loss detection: a task this Ant accepted, with no result recorded, whose dispatch sequence is <=
@@ -394,11 +396,12 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
        Heartbeat per task. The Queen's view of free slots is never more than the Ant's.
 
     4. DISPATCH. The Ant answers every DispatchTask, in sequence order, with exactly one TaskAccepted or
-       TaskRejected carrying the same sequence, promptly (before starting executors: accepting only reserves
-       a slot), and always before sending a Heartbeat whose last_acked_sequence covers it. TaskAccepted
-       promises a TaskResult later; the Queen moves the task to EXECUTING. TaskRejected (no slot after all,
-       method or platform not served) puts the task back in the queue for another Ant without counting a
-       retry. A DispatchTask for a task the Ant already holds with the same correlation_id (re-sent after a
+       TaskRejected carrying the same sequence, promptly (without waiting for the executor: accepting only
+       reserves a slot; the Ant may start the task first, as the reference Ant starts a process before it
+       writes the answer), and always before sending a Heartbeat whose last_acked_sequence covers it and
+       before the task's TaskResult. TaskAccepted promises a TaskResult later; the Queen moves the task to
+       EXECUTING. TaskRejected (no slot after all, method or platform not served) puts the task back in the
+       queue for another Ant without counting a retry. A DispatchTask for a task the Ant already holds with the same correlation_id (re-sent after a
        resume) is answered with TaskAccepted again and starts nothing new; with a different correlation_id
        (a new attempt) the Ant stops the old attempt, discards its result and handles the new one.
        Loss detection: a task this Ant accepted, with no result recorded, whose dispatch sequence is <=
