@@ -15,10 +15,12 @@ refreshed (the store's readers use `populate_existing`).
 
 Deferred statements (`defer`, `defer_returning`) run together at the end of the transaction, just before
 it commits: on PostgreSQL in one pipeline (one round trip, with the transaction's BEGIN when nothing ran
-before them), on SQLite in order on the connection. A guard on what they wrote (a state that was not the
-expected one, a row that existed after all) is checked then and refuses the whole transaction. The
-supervisor's result transaction is made of them: on PostgreSQL two round trips (statements, COMMIT)
-where it took seven.
+before them, and its COMMIT), on SQLite in order on the connection. A guard on what they wrote (a state
+that was not the expected one, a row that existed after all) refuses the whole transaction: on SQLite
+checked before the commit; on PostgreSQL on the server, the guarded statement raising through
+`formicary_guard` (migration 0003) so that the COMMIT after it does not run, then explained by the
+same check once rolled back. The supervisor's result transaction is made of them: on PostgreSQL one
+round trip where it took seven.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ _DRIVER_KEY = "formicary_fast_driver"
 _DEFERRED_KEY = "formicary_deferred"  # statements left for the end of the transaction (`defer`)
 DEFER_KEY = "formicary_defer"  # set by Database.transaction(), which flushes them before it commits
 BEGIN_PENDING_KEY = "formicary_begin_pending"  # in a connection's info: its BEGIN is not sent yet
+_GUARD_PARAMETER = "formicary_guard"
+_GUARD_SQLSTATE = "FG001"
 _executed = 0
 
 
@@ -77,6 +81,18 @@ class _Compiled:
     # the returned columns' result processors: some depend on the type the driver reports (the DBAPI
     # type code of the cursor's description), so they are made at the first execution
     processors: tuple[tuple[str, _Processor], ...] | None = None
+
+    def guarded_sql(self) -> str:
+        """PostgreSQL: the statement made to fail on the server when it matches no row (`formicary_guard`,
+        migration 0003, raises SQLSTATE FG001 with the text of the `formicary_guard` parameter); its rows
+        are returned as they were."""
+        if self.positional:  # a driver of the `format` style: the guard's text is the last parameter
+            raise NotImplementedError("guarded statements are built for psycopg's named parameters")
+        return (
+            f"WITH g AS ({self.sql}), "
+            f"c AS (SELECT formicary_guard(count(*), %({_GUARD_PARAMETER})s) AS matched FROM g) "
+            "SELECT g.* FROM c LEFT JOIN g ON true"
+        )
 
     def result_processors(self, dialect: Dialect, description: Any) -> tuple[tuple[str, _Processor], ...]:
         if self.processors is None:
@@ -195,28 +211,44 @@ async def defer_returning(
     return result
 
 
-async def flush_deferred(session: AsyncSession) -> None:
+async def flush_deferred(session: AsyncSession, *, commit: bool = False) -> None:
     """Execute the statements `defer` and `defer_returning` left, in order, then the checks.
 
     SQLite: on the connection, consecutive plain statements of a kind in one `executemany`.
     PostgreSQL: all of them in one pipeline (one round trip, plus the BEGIN when they open the
     transaction); an error of any is raised here, as SQLAlchemy reports it.
+
+    `commit` (the transaction's last flush, `Database.transaction()`): on PostgreSQL the COMMIT closes
+    the same pipeline and each checked statement fails on the server when it matches no row
+    (`_Compiled.guarded_sql`): the first that does is then explained by its check (after a ROLLBACK),
+    which raises as it would have. The session's own commit then finds the transaction ended and sends
+    nothing. Rows the session holds unflushed are flushed first, so nothing comes after the COMMIT.
     """
     pending: list[_Pending] | None = session.info.pop(_DEFERRED_KEY, None)
     if not pending:
         return
     global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
-    driver, info = await _connection(session)
     dialect = session.get_bind().dialect
+    commit = commit and dialect.name != "sqlite"
+    if commit and (session.dirty or session.deleted):
+        await session.flush()
+    driver, info = await _connection(session)
     dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+    refused: _Pending | None = None
     try:
         if dialect.name == "sqlite":
             _executed += _flush_sqlite(driver, dialect, pending)
         else:
-            _executed += await _flush_psycopg(driver, dialect, pending, begin=_begin_pending(info))
+            begin = _begin_pending(info)
+            refused = await _flush_psycopg(driver, dialect, pending, begin=begin, commit=commit)
+            _executed += len(pending)
     except dbapi_error as error:  # the driver's error names what failed; the SQL is the batch's
         sql = "; ".join(dict.fromkeys(item.statement.compiled_for(dialect).sql for item in pending))
         raise DBAPIError.instance(sql, None, error, dbapi_error) from error
+    if refused is not None:
+        assert refused.check is not None
+        await refused.check([])  # raises: the transaction is rolled back, the read runs on its own
+        raise RuntimeError("a deferred statement's guard refused it, but its check accepted no rows")
     for item in pending:
         if item.check is not None and item.result is not None:
             await item.check(item.result.rows)
@@ -245,19 +277,35 @@ def _flush_sqlite(driver: Any, dialect: Dialect, pending: list[_Pending]) -> int
     return executions
 
 
-async def _flush_psycopg(driver: Any, dialect: Dialect, pending: list[_Pending], *, begin: bool) -> int:
+async def _flush_psycopg(
+    driver: Any, dialect: Dialect, pending: list[_Pending], *, begin: bool, commit: bool
+) -> _Pending | None:
+    """The statements in one pipeline (and the COMMIT when `commit`); the statement whose server-side
+    guard refused it, if one did (the transaction is then rolled back)."""
     # One cursor per statement, all queued in the pipeline; the pipeline's end sends a Sync and reads
     # every result (psycopg's executemany would open a nested pipeline, which syncs: one round trip more).
     cursors = []
     try:
-        async with driver.pipeline():
-            if begin:
-                await driver.execute(b"BEGIN")
-            for item in pending:
-                compiled = item.statement.compiled_for(dialect)
-                cursor = driver.cursor()
-                cursors.append((cursor, item, compiled))
-                await cursor.execute(compiled.sql, _parameters(compiled, item.values))
+        try:
+            async with driver.pipeline():
+                if begin:
+                    await driver.execute(b"BEGIN")
+                for number, item in enumerate(pending):
+                    compiled = item.statement.compiled_for(dialect)
+                    cursor = driver.cursor()
+                    cursors.append((cursor, item, compiled))
+                    if commit and item.check is not None:
+                        values = {**item.values, _GUARD_PARAMETER: str(number)}
+                        await cursor.execute(compiled.guarded_sql(), values)
+                    else:
+                        await cursor.execute(compiled.sql, _parameters(compiled, item.values))
+                if commit:
+                    await driver.execute(b"COMMIT")
+        except dialect.loaded_dbapi.Error as error:
+            if getattr(error, "sqlstate", None) != _GUARD_SQLSTATE:
+                raise
+            await driver.rollback()
+            return pending[int(error.diag.message_primary)]
         for cursor, item, compiled in cursors:
             if item.result is not None:
                 rows = list(await cursor.fetchall()) if compiled.returning else []
@@ -267,7 +315,7 @@ async def _flush_psycopg(driver: Any, dialect: Dialect, pending: list[_Pending],
     finally:
         for cursor, _, _ in cursors:
             await cursor.close()
-    return len(pending)
+    return None
 
 
 def _rows_of(

@@ -231,7 +231,9 @@ class Database:
             async with session.begin():
                 session.info[DEFER_KEY] = True
                 yield session
-                await flush_deferred(session)  # the events of the transaction, in one statement
+                # the statements left for the end, in one statement (SQLite) or one pipeline with the
+                # COMMIT (PostgreSQL; the session's commit then has nothing to send)
+                await flush_deferred(session, commit=True)
         except BaseException as error:
             await _closed_to_completion(session)
             if isinstance(error, IntegrityError) and _is_unique_violation(error):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import update
+from psycopg.pq import TransactionStatus
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.store import Database, JobRequestRecord, definitions, events, requests
@@ -141,3 +143,57 @@ async def test_a_cancelled_transaction_keeps_nothing_and_gives_its_connection_ba
     assert wait_reason == ""
     assert "never committed" not in log
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # a committed one gives it back too
+
+
+async def test_the_commit_travels_with_the_deferred_statements(db: Database) -> None:
+    """PostgreSQL: the last flush's pipeline ends with the COMMIT (each guard fails on the server), so
+    the transaction has ended when the session commits: that commit sends nothing."""
+    if db.dialect_name != "postgresql":
+        pytest.skip("SQLite commits on the connection: no round trip to save")
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition)
+    status_at_commit: list[int] = []
+
+    def seen(connection: Any) -> None:
+        status_at_commit.append(connection.connection.driver_connection.pgconn.transaction_status)
+
+    event.listen(db.engine.sync_engine, "commit", seen)
+    try:
+        async with db.transaction() as session:
+            await _sqlalchemy_statement(session, request)  # the BEGIN goes with this one
+            await _deferred_only(session, request)
+        async with db.transaction() as session:
+            await _deferred_only(session, request)  # BEGIN, the statement and COMMIT: one round trip
+    finally:
+        event.remove(db.engine.sync_engine, "commit", seen)
+    assert status_at_commit == [TransactionStatus.IDLE, TransactionStatus.IDLE]
+    _, priority, _, log = await _state(db, request)
+    assert priority == 7
+    assert log.count("first") == 2
+
+
+async def test_rows_changed_through_the_orm_are_flushed_before_the_commit(db: Database) -> None:
+    """A row the session loaded and changed (flushed by the session's own commit, usually) goes before the
+    pipeline's COMMIT, inside the transaction."""
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition)
+    in_transaction: list[bool] = []
+
+    def seen(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE job_requests") and db.dialect_name == "postgresql":
+            status = connection.connection.driver_connection.pgconn.transaction_status
+            in_transaction.append(status == TransactionStatus.INTRANS)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.transaction() as session:
+            row = await session.get(JobRequestRow, request.id)
+            assert row is not None
+            row.job_priority = 9  # dirty, not flushed
+            await _deferred_only(session, request)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    _, priority, _, log = await _state(db, request)
+    assert priority == 9
+    assert "first" in log
+    assert in_transaction == ([True] if db.dialect_name == "postgresql" else [])
