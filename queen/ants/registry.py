@@ -34,7 +34,11 @@ from queen.telemetry.metrics import METRICS
 __all__ = ["ERR_ANT_LOST", "AntRegistry", "AntSnapshot", "LogSink", "RegistrationError"]
 
 ERR_ANT_LOST = "ERR_ANT_LOST"
-_WAIT_REPORT_DELAY = 0.5
+# When a waiting attempt's reason is written on its request (one transaction each, and one more to clear
+# it): soon when no connected Ant can run it at all (an operator must act), only if it lasts when the Ants
+# that can run it are busy (a burst of submissions queues for slots without writing one row per job).
+_NO_ANT_REPORT_DELAY = timedelta(seconds=0.5)
+_BUSY_REPORT_DELAY = timedelta(seconds=5)
 # The highest version of the Ant stream protocol this Queen speaks (ant_service.proto, PROTOCOL VERSIONS).
 PROTOCOL_VERSION = 2
 # How long an acceptance waits for the attempt's result before it is reported on its own (see _follow).
@@ -108,9 +112,13 @@ class AntRegistry:
         on_capacity: Callable[[], None] = lambda: None,
         queen_methods: frozenset[TaskMethod] = frozenset(),
         accept_write_delay: timedelta = _ACCEPT_WRITE_DELAY,
+        no_ant_report_delay: timedelta = _NO_ANT_REPORT_DELAY,
+        busy_report_delay: timedelta = _BUSY_REPORT_DELAY,
     ) -> None:
         self._heartbeat_interval = heartbeat_interval
         self._accept_write_delay = accept_write_delay.total_seconds()
+        self._no_ant_report_delay = no_ant_report_delay.total_seconds()
+        self._busy_report_delay = max(busy_report_delay, no_ant_report_delay).total_seconds()
         self._heartbeat_timeout = heartbeat_timeout
         self._ping_interval = heartbeat_interval
         self._log_sink = log_sink
@@ -179,7 +187,7 @@ class AntRegistry:
         dispatch = Dispatch(work)
         self._pending.append(dispatch)
         self._pump()
-        return await self._follow(dispatch, progress, report_wait_after=_WAIT_REPORT_DELAY)
+        return await self._follow(dispatch, progress, report_wait=True)
 
     async def reattach(self, work: TaskWork, ant_id: str, progress: DispatchProgress) -> DispatchOutcome:
         dispatch = Dispatch(work, accepted=True)
@@ -207,22 +215,27 @@ class AntRegistry:
             waiting.dispatch.finish(DispatchOutcome(TaskReport(TaskState.CANCELLED, error_message=reason)))
 
     async def _follow(
-        self, dispatch: Dispatch, progress: DispatchProgress, *, report_wait_after: float | None = None
+        self, dispatch: Dispatch, progress: DispatchProgress, *, report_wait: bool = False
     ) -> DispatchOutcome:
         """Relay the dispatch's events to `progress` in order, until its outcome.
 
-        A wait for a slot is reported only if it lasts `report_wait_after` seconds: a slot usually frees
-        within milliseconds, and writing the reason (and clearing it) would cost two transactions.
+        A wait is reported (`report_wait`) only if it lasts: `no_ant_report_delay` when no connected Ant
+        can run the task, `busy_report_delay` when the Ants that can are all busy. A slot usually frees
+        within milliseconds, and writing the reason (and clearing it) costs two transactions per job;
+        in a burst of submissions (bench/dispatch.py W2) most jobs waited half a second for a slot.
         Likewise an acceptance is reported only if no result follows within `accept_write_delay`: a
         short task's acceptance goes with its outcome (`DispatchOutcome.accepted`) and is recorded in
         the result's transaction, one transaction fewer per task.
         """
         try:
             early: DispatchEvent | None = None
-            if report_wait_after is not None:
-                early = await _next_event(dispatch, report_wait_after)
+            if report_wait:
+                early = await _next_event(dispatch, self._no_ant_report_delay)
+                work = dispatch.work
+                if early is None and not self.unavailable_reason(work.method, work.tags):
+                    early = await _next_event(dispatch, self._busy_report_delay - self._no_ant_report_delay)
                 if early is None:
-                    await progress.waiting(self._wait_reason(dispatch.work))
+                    await progress.waiting(self._wait_reason(work))
             unwritten: Acceptance | None = None
             while True:
                 event = early if early is not None else await dispatch.events.get()

@@ -4,6 +4,7 @@ the stream handle the servicer's writer drains (queen.ants)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -273,3 +274,44 @@ async def test_the_last_lines_in_a_result_are_stored_before_the_result_is_handle
     assert outcome.report.state is TaskState.COMPLETED
     assert stored == [("t", 2, ["$ true"])]
     assert finished_when_stored == [False]
+
+
+class WaitReasons(Progress):
+    """Records when (seconds after `start`) and why the registry reported a wait."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.reported: list[tuple[float, str]] = []
+
+    async def waiting(self, reason: str) -> None:
+        self.reported.append((time.monotonic() - self.start, reason))
+
+
+async def test_a_wait_for_a_busy_ant_is_reported_only_if_it_lasts_and_one_no_ant_runs_soon() -> None:
+    ants = AntRegistry(
+        heartbeat_interval=timedelta(seconds=10),
+        heartbeat_timeout=timedelta(seconds=60),
+        log_sink=NoLogs(),
+        no_ant_report_delay=timedelta(seconds=0.05),
+        busy_report_delay=timedelta(seconds=0.4),
+    )
+    session, stream = connect(ants, "a1", capacity=1)
+    heartbeat(ants, session, free=1, acked=0, running=[])
+    busy, queued, nobody = WaitReasons(), WaitReasons(), WaitReasons()
+    runs = [
+        asyncio.create_task(ants.run(work("t0"), busy)),  # takes the only slot
+        asyncio.create_task(ants.run(work("t1"), queued)),  # waits for it
+        asyncio.create_task(ants.run(work("g0", tags=("gpu",)), nobody)),  # no Ant offers gpu
+    ]
+    assert await assert_eventually(lambda: nobody.reported)
+    ((when, why),) = nobody.reported
+    assert why.startswith("no connected Ant runs SHELL tasks with tags gpu")
+    assert 0.05 <= when < 0.4
+    ((when, why),) = await assert_eventually(lambda: queued.reported)
+    assert why == "waiting for a free slot on an Ant that runs SHELL tasks"
+    assert when >= 0.4  # not at the first delay: an Ant that runs it exists, it is busy
+    assert busy.reported == []  # dispatched at once
+    assert dispatched(stream) == ["t0"]
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
