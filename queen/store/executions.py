@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from queen.domain.errors import NotFound
 from queen.domain.states import JobState, TaskState, check_job_transition, check_task_transition
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, defer_returning, insert_if_absent, returning_columns, run
+from queen.store._fast import FastStatement, defer, defer_returning, insert_if_absent, returning_columns, run
 from queen.store._guarded import guarded_update
 from queen.store._json import freeze, freeze_mapping, to_json_list, to_json_object, to_json_value
 from queen.store.database import DuplicateKey
@@ -95,11 +95,16 @@ async def create_job_execution(
     state: JobState = JobState.STARTED,
     contexts: Mapping[str, Any] | None = None,
     now: datetime | None = None,
+    later: bool = False,
 ) -> JobExecutionRecord:
     """A new execution of `request` (of `definition`'s version), in `state`; logs `job_execution_created`.
 
     It does not touch the request: the caller points the request at it (`transition_request(...,
     job_execution_id=...)`) in the same transaction.
+
+    `later`: the INSERT is left for the end of the transaction (`_fast.defer`: on PostgreSQL in the
+    pipeline with the COMMIT); the caller then writes the new row only with statements left for the end
+    too (`set_cursor(known=...)`, a deferred task creation), which run after it, in order.
     """
     now = now or utc_now()
     values: dict[str, Any] = {
@@ -119,7 +124,10 @@ async def create_job_execution(
         "updated_at": now,
         "cpu_secs": 0.0,
     }
-    await run(session, _INSERT_JOB_EXECUTION, values)
+    if later:
+        await defer(session, _INSERT_JOB_EXECUTION, values)
+    else:
+        await run(session, _INSERT_JOB_EXECUTION, values)
     await append_event(
         session,
         job_request_id=request.id,

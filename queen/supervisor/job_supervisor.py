@@ -340,15 +340,19 @@ class JobSupervisor:
             if not existing.job_state.is_terminal:
                 execution = existing
         if request.job_state is JobState.READY:
+            created = execution is None
             if execution is None:
-                # created running: READY -> STARTED -> EXECUTING all happen in this transaction
+                # created running: READY -> STARTED -> EXECUTING all happen in this transaction, and
+                # its writes wait for its end (on PostgreSQL one round trip with the COMMIT)
                 execution = await executions.create_job_execution(
-                    session, request, definition_record, state=JobState.EXECUTING, now=now
+                    session, request, definition_record, state=JobState.EXECUTING, now=now, later=True
                 )
                 if request.restart_mode == "soft" and request.job_execution_id:
                     first = definition_record.definition().first_task.task_type
                     cursor = Cursor(first, None, reuse_from=request.job_execution_id)
-                    execution = await executions.set_cursor(session, execution.id, cursor.to_json())
+                    execution = await executions.set_cursor(
+                        session, execution.id, cursor.to_json(), known=execution
+                    )
             elif execution.job_state is not JobState.EXECUTING:
                 execution = await executions.transition_job_execution(
                     session, execution.id, execution.job_state, JobState.EXECUTING
@@ -363,6 +367,8 @@ class JobSupervisor:
                 started_at=request.started_at or now,
                 wait_reason="",
                 paused_until=None,
+                # read in this transaction; its guard refuses the whole start if it moved meanwhile
+                known=request if created else None,
             )
             return request, execution
         assert execution is not None, "a STARTED or PAUSED request always has a running execution"
