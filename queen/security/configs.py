@@ -138,25 +138,17 @@ class ConfigService:
     async def for_task(self, *, organization_id: str, job_type: str, user_id: str) -> TaskConfigs:
         """The configs a task sees, decrypted (for the TaskRequest only), in a transaction of their own."""
         async with self._db.transaction() as session:
-            return await self.read_in(
+            configs = await self.read_later(
                 session, organization_id=organization_id, job_type=job_type, user_id=user_id
             )
-
-    async def read_in(
-        self, session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
-    ) -> TaskConfigs:
-        """`for_task` in the caller's transaction."""
-        found = await store.task_configs(
-            session, organization_id=organization_id, job_type=job_type, user_id=user_id
-        )
-        return self._task_configs(found)
+        return configs()
 
     async def read_later(
         self, session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
     ) -> Callable[[], TaskConfigs]:
         """`for_task` read with the caller's transaction (the supervisor's, creating the task's row) among
         its deferred statements; call the result once the transaction has ended (at the dispatch)."""
-        found = await store.task_configs_later(
+        found = await store.task_configs(
             session, organization_id=organization_id, job_type=job_type, user_id=user_id
         )
         return lambda: self._task_configs(found())

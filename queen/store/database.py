@@ -14,7 +14,6 @@ commit. One session per asyncio task; never share one across `gather`.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -74,21 +73,6 @@ class DuplicateKey(Exception):
     """A transaction wrote a unique key that another transaction holds (often one that committed while
     this one ran): it was rolled back; read again and decide anew. Other integrity errors (a missing
     reference) stay SQLAlchemy's IntegrityError: they are bugs, not races."""
-
-
-async def _closed_to_completion(session: AsyncSession) -> None:
-    """`session.close()` run to its end (it may have a rollback to send) even if the caller is cancelled
-    meanwhile; such a cancellation is raised once the session is closed."""
-    close = asyncio.ensure_future(session.close())
-    cancelled = False
-    while not close.done():
-        try:
-            await asyncio.shield(close)
-        except asyncio.CancelledError:
-            cancelled = True
-    close.result()
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
@@ -235,7 +219,8 @@ class Database:
                 # COMMIT (PostgreSQL; the session's commit then has nothing to send)
                 await flush_deferred(session, commit=True)
         except BaseException as error:
-            await _closed_to_completion(session)
+            async with session:  # SQLAlchemy's own exit: close() run to its end, even if cancelled meanwhile
+                pass
             if isinstance(error, IntegrityError) and _is_unique_violation(error):
                 raise DuplicateKey(str(error.orig)) from error
             raise

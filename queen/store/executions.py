@@ -15,6 +15,7 @@ from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from queen.domain.errors import NotFound
 from queen.domain.states import JobState, TaskState, check_job_transition, check_task_transition
@@ -547,26 +548,22 @@ _INSERT_JOB_EXECUTION = FastStatement(
     lambda _dialect: insert(_JOB_EXECUTIONS).values({key: bindparam(key) for key in _JOB_EXECUTION_INSERTED})
 )
 _INSERT_TASK_IF_ABSENT = insert_if_absent(_TASK_EXECUTIONS, _TASK_EXECUTION_INSERTED)
-_SET_CURSOR = FastStatement(
-    lambda _dialect: (
-        update(_JOB_EXECUTIONS)
-        .where(_JOB_EXECUTIONS.c.id == bindparam("w_id"))
-        .values(cursor=bindparam("cursor"), updated_at=bindparam("updated_at"))
-        .returning(*_JOB_EXECUTIONS.c)
-    ),
-    returning_columns(_JOB_EXECUTIONS),
-)
 
 
-_SET_CURSOR_LATER = FastStatement(
-    lambda _dialect: (
-        update(_JOB_EXECUTIONS)
-        .where(_JOB_EXECUTIONS.c.id == bindparam("w_id"))
-        .values(cursor=bindparam("cursor"), updated_at=bindparam("updated_at"))
-        .returning(_JOB_EXECUTIONS.c.id)
-    ),
-    (_JOB_EXECUTIONS.c["id"],),
-)
+def _set_cursor_statement(returned: Sequence[KeyedColumnElement[Any]]) -> FastStatement:
+    return FastStatement(
+        lambda _dialect: (
+            update(_JOB_EXECUTIONS)
+            .where(_JOB_EXECUTIONS.c.id == bindparam("w_id"))
+            .values(cursor=bindparam("cursor"), updated_at=bindparam("updated_at"))
+            .returning(*returned)
+        ),
+        returned,
+    )
+
+
+_SET_CURSOR = _set_cursor_statement(returning_columns(_JOB_EXECUTIONS))
+_SET_CURSOR_LATER = _set_cursor_statement((_JOB_EXECUTIONS.c["id"],))  # the row is the caller's
 
 
 def _task_record_of(values: Mapping[str, Any]) -> TaskExecutionRecord:

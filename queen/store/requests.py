@@ -241,8 +241,9 @@ async def transition_request(
     supervisor starts a job): one UPDATE, both transitions logged (`changes` with the first).
 
     `known`: the caller holds the request's row as it is, every column it does not change included
-    (a supervisor ending its job: nobody else writes a running request): the UPDATE is left for the end
-    of the transaction with its guard, and `known` with the changes is returned.
+    (read in this transaction, as a supervisor starting its job does; or a running request, which
+    nobody but its supervisor writes): the UPDATE is left for the end of the transaction with its
+    guard, and `known` with the changes is returned.
     """
     steps = [(expected, target)] if through is None else [(expected, through), (through, target)]
     for source, destination in steps:

@@ -20,7 +20,7 @@ from sqlalchemy.sql import ClauseElement
 
 from queen.domain.errors import NotFound
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, defer_returning, returning_columns, run
+from queen.store._fast import FastStatement, defer_returning, returning_columns
 from queen.store.models import ApiTokenRow, ConfigRow, SecurityAuditRow
 
 __all__ = [
@@ -316,22 +316,12 @@ _SCOPE_RANK = {ConfigScope.ORGANIZATION: 0, ConfigScope.JOB: 1, ConfigScope.USER
 
 async def task_configs(
     session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
-) -> list[ConfigRecord]:
-    """The configs a task of `job_type` submitted by `user_id` sees, lowest precedence first
-    (organisation, then the job type's, then the user's), so that later ones override earlier ones."""
-    rows = await run(
-        session,
-        _TASK_CONFIGS,
-        {"organization_id": organization_id, "job_type": job_type, "user_id": user_id},
-    )
-    return _task_config_records(rows)
-
-
-async def task_configs_later(
-    session: AsyncSession, *, organization_id: str, job_type: str, user_id: str
 ) -> Callable[[], list[ConfigRecord]]:
-    """`task_configs` read with the transaction's deferred statements (`_fast.defer_returning`: no round
-    trip of its own on PostgreSQL); call the result once the transaction has ended."""
+    """The configs a task of `job_type` submitted by `user_id` sees, lowest precedence first
+    (organisation, then the job type's, then the user's), so that later ones override earlier ones.
+
+    Read with the transaction's deferred statements (`_fast.defer_returning`: no round trip of its own
+    on PostgreSQL): call the result once the transaction has ended."""
     deferred = await defer_returning(
         session,
         _TASK_CONFIGS,

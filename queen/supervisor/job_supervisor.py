@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -1027,32 +1027,29 @@ def _as_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+# The fields of a task whose texts are templates: a string, a tuple of them, or a mapping to them.
+_TEMPLATED_FIELDS = ("script", "before_script", "after_script", "url", "headers", "query", "environment")
+
+
 def _render_task(task: TaskDefinition, variables_of: Callable[[], Mapping[str, Any]]) -> TaskDefinition:
-    """The task with its scripts, URL, headers and environment rendered; the task itself when none of them
-    is a template (most are not: the variables, built-ins included, are then not even gathered)."""
-    texts = (
-        *task.script,
-        *task.before_script,
-        *task.after_script,
-        task.url,
-        *task.headers.values(),
-        *task.query.values(),
-        *task.environment.values(),
-    )
-    if not any(is_template(text) for text in texts):
+    """The task with its scripts, URL, headers, query and environment rendered; the task itself when none
+    of them is a template (most are not: the variables, built-ins included, are then not even gathered)."""
+    fields = {name: getattr(task, name) for name in _TEMPLATED_FIELDS}
+    if not any(is_template(text) for value in fields.values() for text in _texts(value)):
         return task
     variables = variables_of()
 
-    def lines(values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(render(line, variables) for line in values)
+    def rendered(value: Any) -> Any:
+        if isinstance(value, str):
+            return render(value, variables)
+        if isinstance(value, tuple):
+            return tuple(render(text, variables) for text in value)
+        return {key: render(text, variables) for key, text in value.items()}
 
-    return replace(
-        task,
-        script=lines(task.script),
-        before_script=lines(task.before_script),
-        after_script=lines(task.after_script),
-        url=render(task.url, variables),
-        headers={k: render(v, variables) for k, v in task.headers.items()},
-        query={k: render(v, variables) for k, v in task.query.items()},
-        environment={k: render(v, variables) for k, v in task.environment.items()},
-    )
+    return replace(task, **{name: rendered(value) for name, value in fields.items()})
+
+
+def _texts(value: str | tuple[str, ...] | Mapping[str, str]) -> Iterable[str]:
+    if isinstance(value, str):
+        return (value,)
+    return value.values() if isinstance(value, Mapping) else value

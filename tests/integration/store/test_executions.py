@@ -344,7 +344,7 @@ async def test_a_deferred_guard_that_fails_refuses_the_whole_transaction(db: Dat
 
 async def test_rows_of_a_deferred_read_come_with_the_end_of_the_transaction(db: Database) -> None:
     async with db.transaction() as session:
-        read = await security.task_configs_later(session, organization_id=ORG, job_type="hello", user_id=USER)
+        read = await security.task_configs(session, organization_id=ORG, job_type="hello", user_id=USER)
         with pytest.raises(RuntimeError, match="not run yet"):
             read()
     assert read() == []
