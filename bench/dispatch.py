@@ -38,7 +38,8 @@ down what it measures.
 
 Figures are printed with ratios taken in the same pass (these machines are noisy; ratios travel
 better), beside reference figures measured earlier on this machine (`REFERENCE`) and the targets.
-`--profile-w1 FILE` runs cProfile over the measured W1 runs (figures are then inflated).
+`--profile-w1 FILE` and `--profile-w2 FILE` run cProfile over the measured W1 runs or the W2 burst
+(figures are then inflated).
 
 Usage: .venv/bin/python bench/dispatch.py [--database sqlite|postgresql|both] [--postgres-url URL]
        [--runs N] [--workload w1,w2,echo,latency] [--capacity N] [--observer hook|notifier]
@@ -901,16 +902,20 @@ class W2Figures:
         return W2_REQUESTS / self.wall_seconds
 
 
-async def run_w2(system: System, meter: Meter) -> W2Figures:
+async def run_w2(system: System, meter: Meter, profile: cProfile.Profile | None = None) -> W2Figures:
     await system.upload(one_task_definition(W2_JOB))
     await system.wait_done(await system.submit(W2_JOB))  # warm-up: first-use paths, cached definition
     reading = meter.reading()
     start = utc_now()
     ended_before = system.supervisors_ended
+    if profile is not None:
+        profile.enable()
     submit_start = time.perf_counter()
     ids = await asyncio.gather(*(system.submit(W2_JOB) for _ in range(W2_REQUESTS)))
     submit_seconds = time.perf_counter() - submit_start
     await system.wait_all_done(W2_JOB, W2_REQUESTS + 1, ends=W2_REQUESTS, ended_before=ended_before)
+    if profile is not None:
+        profile.disable()
     usage = meter.per_task(reading, W2_REQUESTS)
     ended, started = [], []
     for request_id in ids:
@@ -1004,6 +1009,7 @@ class Options:
     capacity: int
     observer: str
     profile_w1: Path | None
+    profile_w2: Path | None
     keep: bool
 
 
@@ -1033,15 +1039,22 @@ async def run_pass(database: str, server_url: str, options: Options, root: Path)
         if "w1" in options.workloads:
             profile = cProfile.Profile() if options.profile_w1 is not None else None
             figures.w1 = await run_w1(system, meter, options.runs, profile)
-            if profile is not None and options.profile_w1 is not None:
-                target = options.profile_w1.with_name(f"{options.profile_w1.stem}-{database}.pstats")
-                profile.dump_stats(target)
-                print(f"  W1 profile written to {target} (figures taken with the profiler on)")
+            _write_profile(profile, options.profile_w1, database, "W1")
         if "w2" in options.workloads:
-            figures.w2 = await run_w2(system, meter)
+            profile = cProfile.Profile() if options.profile_w2 is not None else None
+            figures.w2 = await run_w2(system, meter, profile)
+            _write_profile(profile, options.profile_w2, database, "W2")
         if "latency" in options.workloads:
             figures.latency = await run_latency(system, LATENCY_SAMPLES)
     return figures
+
+
+def _write_profile(profile: cProfile.Profile | None, path: Path | None, database: str, workload: str) -> None:
+    if profile is None or path is None:
+        return
+    target = path.with_name(f"{path.stem}-{database}.pstats")
+    profile.dump_stats(target)
+    print(f"  {workload} profile written to {target} (figures taken with the profiler on)")
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -1254,6 +1267,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
         help="cProfile this process over the measured W1 runs; writes FILE-<database>.pstats.",
     )
     parser.add_argument(
+        "--profile-w2",
+        type=Path,
+        metavar="FILE",
+        help="cProfile this process over the W2 burst; writes FILE-<database>.pstats.",
+    )
+    parser.add_argument(
         "--queen-log-level", default="warning", help="structlog level of the Queen in this process."
     )
     parser.add_argument(
@@ -1278,6 +1297,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
         capacity=args.capacity,
         observer=args.observer,
         profile_w1=args.profile_w1,
+        profile_w2=args.profile_w2,
         keep=args.keep,
     )
     return options, args.queen_log_level

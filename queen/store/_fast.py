@@ -35,10 +35,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import TypeEngine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 __all__ = [
     "BEGIN_PENDING_KEY",
@@ -338,11 +340,14 @@ async def _connection(session: AsyncSession) -> tuple[Any, dict[Any, Any]]:
     if session.new:
         await session.flush()
     found = session.info.get(_DRIVER_KEY)
-    if found is None:
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        found = session.info[_DRIVER_KEY] = (raw.driver_connection, connection.info)
+    if found is None:  # the transaction's first statement: it begins here (one hop into SQLAlchemy)
+        found = session.info[_DRIVER_KEY] = await greenlet_spawn(_driver_of, session.sync_session)
     return cast(tuple[Any, dict[Any, Any]], found)
+
+
+def _driver_of(session: Session) -> tuple[Any, dict[Any, Any]]:
+    connection = session.connection()
+    return connection.connection.driver_connection, connection.info
 
 
 def _begin_pending(info: dict[Any, Any]) -> bool:

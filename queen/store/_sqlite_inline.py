@@ -163,8 +163,19 @@ class InlineConnection:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
+    def try_begin_immediate(self) -> bool:
+        """BEGIN IMMEDIATE at once; False (nothing begun) while another process holds the write lock."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        return True
+
     async def begin_immediate(self) -> None:
-        """BEGIN IMMEDIATE (what the engine's `begin` event issues for every transaction)."""
+        """BEGIN IMMEDIATE (what the engine's `begin` event issues for every transaction), waiting for a
+        write lock another process holds."""
         cursor = self._conn.cursor()
         try:
             await self.begin(cursor, "BEGIN IMMEDIATE")

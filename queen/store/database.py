@@ -27,7 +27,8 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.util.concurrency import await_
+from sqlalchemy.orm import Session
+from sqlalchemy.util.concurrency import await_, greenlet_spawn
 
 from queen.store._fast import BEGIN_PENDING_KEY, DEFER_KEY, flush_deferred
 from queen.store._sqlite_inline import InlineConnection
@@ -73,6 +74,14 @@ class DuplicateKey(Exception):
     """A transaction wrote a unique key that another transaction holds (often one that committed while
     this one ran): it was rolled back; read again and decide anew. Other integrity errors (a missing
     reference) stay SQLAlchemy's IntegrityError: they are bugs, not races."""
+
+
+def _commit_and_close(session: Session) -> None:
+    """Commit, then close (a rollback first if the commit failed); run in SQLAlchemy's greenlet bridge."""
+    try:
+        session.commit()
+    finally:
+        session.close()
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
@@ -204,27 +213,27 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A new session inside one transaction: committed when the block ends, rolled back if it raises.
 
-        The session is closed as `async with session` would, but after a commit without the task of its
-        own that AsyncSession's exit runs `close()` in (so that a cancellation cannot stop it halfway):
-        once committed, closing sends nothing to the server (the pool's reset is a rollback of an idle
-        connection), so it cannot be interrupted, and the task and its two loop iterations, about a
-        fifth of a short transaction's cost, are saved. After a failure (a rollback to send) the
-        shielded close remains."""
+        The transaction begins with the session's first statement (SQLAlchemy's autobegin) and ends with
+        the commit and the close run together in one call into SQLAlchemy's synchronous core (one hop
+        through its greenlet bridge, where `async with session.begin()` and `async with session` take
+        three, and the close a task of its own): after a commit, closing sends nothing to the server
+        (the pool's reset is a rollback of an idle connection), so nothing is left that a cancellation
+        could interrupt. After a failure the session is closed as `async with session` does: its
+        rollback in a shielded task, run to its end even if the caller is cancelled meanwhile."""
         session = self.session()
         try:
-            async with session.begin():
-                session.info[DEFER_KEY] = True
-                yield session
-                # the statements left for the end, in one statement (SQLite) or one pipeline with the
-                # COMMIT (PostgreSQL; the session's commit then has nothing to send)
-                await flush_deferred(session, commit=True)
+            session.info[DEFER_KEY] = True
+            yield session
+            # the statements left for the end, in one statement (SQLite) or one pipeline with the
+            # COMMIT (PostgreSQL; the session's commit then has nothing to send)
+            await flush_deferred(session, commit=True)
+            await greenlet_spawn(_commit_and_close, session.sync_session)
         except BaseException as error:
             async with session:  # SQLAlchemy's own exit: close() run to its end, even if cancelled meanwhile
                 pass
             if isinstance(error, IntegrityError) and _is_unique_violation(error):
                 raise DuplicateKey(str(error.orig)) from error
             raise
-        await session.close()
 
     def _create_sqlite_engine(self) -> AsyncEngine:
         database = self._url.database or ""
@@ -277,7 +286,9 @@ class Database:
             # Straight to the driver (see _sqlite_inline): no SQLAlchemy execution machinery per transaction.
             inline = cast(InlineConnection, connection.connection.driver_connection)
             try:
-                await_(inline.begin_immediate())
+                # at once when no other process holds the lock (no hop out of SQLAlchemy's greenlet)
+                if not inline.try_begin_immediate():
+                    await_(inline.begin_immediate())
             except sqlite3.Error as error:  # as SQLAlchemy reports it (OperationalError: database is locked)
                 raise DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error) from error
 
