@@ -15,7 +15,8 @@ refreshed (the store's readers use `populate_existing`).
 
 Deferred statements (`defer`, `defer_returning`) run together at the end of the transaction, just before
 it commits: on PostgreSQL in one pipeline (one round trip, with the transaction's BEGIN when nothing ran
-before them, and its COMMIT), on SQLite in order on the connection. A guard on what they wrote (a state
+before them, and its COMMIT), on SQLite in order on the connection; the event log's rows last, in one
+statement. A guard on what they wrote (a state
 that was not the expected one, a row that existed after all) refuses the whole transaction: on SQLite
 checked before the commit; on PostgreSQL on the server, the guarded statement raising through
 `formicary_guard` (migration 0003) so that the COMMIT after it does not run, then explained by the
@@ -29,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -59,6 +60,7 @@ __all__ = [
 _Processor = Callable[[Any], Any] | None
 _DRIVER_KEY = "formicary_fast_driver"
 _DEFERRED_KEY = "formicary_deferred"  # statements left for the end of the transaction (`defer`)
+_APPENDED_KEY = "formicary_appended"  # rows of `append_rows` statements, after the others
 DEFER_KEY = "formicary_defer"  # set by Database.transaction(), which flushes them before it commits
 BEGIN_PENDING_KEY = "formicary_begin_pending"  # in a connection's info: its BEGIN is not sent yet
 _GUARD_PARAMETER = "formicary_guard"
@@ -106,19 +108,43 @@ class _Compiled:
 
 
 class FastStatement:
-    """A statement shape (built by `build(dialect)`, with named `bindparam`s) compiled once per dialect."""
+    """A statement shape (built by `build(dialect)`, with named `bindparam`s) compiled once per dialect.
+
+    `rows` (an append-only log's INSERT, see `append_rows`): the same statement for `count` rows at
+    once, its parameters named `<name>__<row>`."""
 
     def __init__(
-        self, build: Callable[[Dialect], ClauseElement], returning: Sequence[KeyedColumnElement[Any]] = ()
+        self,
+        build: Callable[[Dialect], ClauseElement],
+        returning: Sequence[KeyedColumnElement[Any]] = (),
+        *,
+        rows: Callable[[Dialect, int], ClauseElement] | None = None,
     ) -> None:
         self._build = build
         self._returning = tuple(returning)
         self._compiled: dict[str, _Compiled] = {}
+        self._rows = rows
+        self._compiled_rows: dict[tuple[str, int], str] = {}
+
+    @property
+    def appends(self) -> bool:
+        """An `append_rows` statement: deferred, its rows go after the transaction's other statements."""
+        return self._rows is not None
 
     def compiled_for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             found = self._compiled[dialect.name] = self._compile(dialect)
+        return found
+
+    def sql_for_rows(self, dialect: Dialect, count: int) -> str:
+        """The SQL text inserting `count` rows (a `rows` statement only)."""
+        assert self._rows is not None, "not a multi-row statement"
+        found = self._compiled_rows.get((dialect.name, count))
+        if found is None:
+            found = self._compiled_rows[(dialect.name, count)] = (
+                self._rows(dialect, count).compile(dialect=dialect).string
+            )
         return found
 
     def _compile(self, dialect: Dialect) -> _Compiled:
@@ -148,6 +174,26 @@ def insert_if_absent(table: Table, keys: Sequence[str]) -> FastStatement:
         )
 
     return FastStatement(build, (table.c["id"],))
+
+
+def append_rows(table: Table, columns: Sequence[str]) -> FastStatement:
+    """`INSERT (columns) VALUES (...)` into an append-only log (the event log): rows nothing else in the
+    transaction reads or refers to. Deferred (`defer`), they go after the transaction's other deferred
+    statements, all together: one `executemany` on SQLite, one multi-row INSERT in PostgreSQL's pipeline
+    (one statement for the server to run, not one per row)."""
+
+    def build(_dialect: Dialect) -> ClauseElement:
+        return insert(table).values({name: bindparam(name) for name in columns})
+
+    def rows(_dialect: Dialect, count: int) -> ClauseElement:
+        return insert(table).values(
+            [
+                {name: bindparam(f"{name}__{row}", type_=table.c[name].type) for name in columns}
+                for row in range(count)
+            ]
+        )
+
+    return FastStatement(build, rows=rows)
 
 
 def returning_columns(table: Table) -> tuple[KeyedColumnElement[Any], ...]:
@@ -180,16 +226,18 @@ class _Pending:
 
 
 async def defer(session: AsyncSession, statement: FastStatement, params: Mapping[str, Any]) -> None:
-    """Execute `statement` (no RETURNING) at the end of the session's transaction, with the others of
-    its kind in one multi-row execution (one round trip on PostgreSQL), when the transaction is a
-    `Database.transaction()`; at once otherwise. Readers of what it writes call `flush_deferred` first.
-    The values are checked (bound) now, so a bad one fails here, not at the commit. Not inside a
-    savepoint (`begin_nested`): rolling the savepoint back would not take back what was deferred."""
+    """Execute `statement` (no RETURNING) at the end of the session's transaction, when the transaction
+    is a `Database.transaction()`; at once otherwise. Consecutive rows of a statement go in one
+    execution; the rows of `append_rows` statements go last, together. Readers of what it writes call
+    `flush_deferred` first. The values are checked (bound) now, so a bad one fails here, not at the
+    commit. Not inside a savepoint (`begin_nested`): rolling the savepoint back would not take back
+    what was deferred."""
     if not session.info.get(DEFER_KEY):
         await run(session, statement, params)
         return
     compiled = statement.compiled_for(session.get_bind().dialect)
-    session.info.setdefault(_DEFERRED_KEY, []).append(_Pending(statement, _bound(compiled, params)))
+    key = _APPENDED_KEY if statement.appends else _DEFERRED_KEY
+    session.info.setdefault(key, []).append(_Pending(statement, _bound(compiled, params)))
 
 
 async def defer_returning(
@@ -214,11 +262,13 @@ async def defer_returning(
 
 
 async def flush_deferred(session: AsyncSession, *, commit: bool = False) -> None:
-    """Execute the statements `defer` and `defer_returning` left, in order, then the checks.
+    """Execute the statements `defer` and `defer_returning` left, in order (appended rows last), then the
+    checks.
 
     SQLite: on the connection, consecutive plain statements of a kind in one `executemany`.
-    PostgreSQL: all of them in one pipeline (one round trip, plus the BEGIN when they open the
-    transaction); an error of any is raised here, as SQLAlchemy reports it.
+    PostgreSQL: all of them in one pipeline, consecutive appended rows in one multi-row INSERT (one
+    round trip, plus the BEGIN when they open the transaction); an error of any is raised here, as
+    SQLAlchemy reports it.
 
     `commit` (the transaction's last flush, `Database.transaction()`): on PostgreSQL the COMMIT closes
     the same pipeline and each checked statement fails on the server when it matches no row
@@ -226,7 +276,8 @@ async def flush_deferred(session: AsyncSession, *, commit: bool = False) -> None
     which raises as it would have. The session's own commit then finds the transaction ended and sends
     nothing. Rows the session holds unflushed are flushed first, so nothing comes after the COMMIT.
     """
-    pending: list[_Pending] | None = session.info.pop(_DEFERRED_KEY, None)
+    deferred = session.info
+    pending: list[_Pending] = deferred.pop(_DEFERRED_KEY, []) + deferred.pop(_APPENDED_KEY, [])
     if not pending:
         return
     global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
@@ -242,8 +293,8 @@ async def flush_deferred(session: AsyncSession, *, commit: bool = False) -> None
             _executed += _flush_sqlite(driver, dialect, pending)
         else:
             begin = _begin_pending(info)
-            refused = await _flush_psycopg(driver, dialect, pending, begin=begin, commit=commit)
-            _executed += len(pending)
+            refused, executions = await _flush_psycopg(driver, dialect, pending, begin=begin, commit=commit)
+            _executed += executions
     except dbapi_error as error:  # the driver's error names what failed; the SQL is the batch's
         sql = "; ".join(dict.fromkeys(item.statement.compiled_for(dialect).sql for item in pending))
         raise DBAPIError.instance(sql, None, error, dbapi_error) from error
@@ -281,9 +332,9 @@ def _flush_sqlite(driver: Any, dialect: Dialect, pending: list[_Pending]) -> int
 
 async def _flush_psycopg(
     driver: Any, dialect: Dialect, pending: list[_Pending], *, begin: bool, commit: bool
-) -> _Pending | None:
-    """The statements in one pipeline (and the COMMIT when `commit`); the statement whose server-side
-    guard refused it, if one did (the transaction is then rolled back)."""
+) -> tuple[_Pending | None, int]:
+    """The statements in one pipeline (and the COMMIT when `commit`): the statement whose server-side
+    guard refused it, if one did (the transaction is then rolled back), and how many statements ran."""
     # One cursor per statement, all queued in the pipeline; the pipeline's end sends a Sync and reads
     # every result (psycopg's executemany would open a nested pipeline, which syncs: one round trip more).
     cursors = []
@@ -292,22 +343,30 @@ async def _flush_psycopg(
             async with driver.pipeline():
                 if begin:
                     await driver.execute(b"BEGIN")
-                for number, item in enumerate(pending):
+                number = 0
+                while number < len(pending):
+                    item = pending[number]
                     compiled = item.statement.compiled_for(dialect)
                     cursor = driver.cursor()
                     cursors.append((cursor, item, compiled))
                     if commit and item.check is not None:
                         values = {**item.values, _GUARD_PARAMETER: str(number)}
                         await cursor.execute(compiled.guarded_sql(), values)
+                    elif (alike := _rows_alike(pending, number)) > 1:
+                        sql, values = _multirow(dialect, pending[number : number + alike])
+                        await cursor.execute(sql, values)
+                        number += alike
+                        continue
                     else:
                         await cursor.execute(compiled.sql, _parameters(compiled, item.values))
+                    number += 1
                 if commit:
                     await driver.execute(b"COMMIT")
         except dialect.loaded_dbapi.Error as error:
             if getattr(error, "sqlstate", None) != _GUARD_SQLSTATE:
                 raise
             await driver.rollback()
-            return pending[int(error.diag.message_primary)]
+            return pending[int(error.diag.message_primary)], len(cursors)
         for cursor, item, compiled in cursors:
             if item.result is not None:
                 rows = list(await cursor.fetchall()) if compiled.returning else []
@@ -317,7 +376,34 @@ async def _flush_psycopg(
     finally:
         for cursor, _, _ in cursors:
             await cursor.close()
-    return None
+    return None, len(cursors)
+
+
+_MAX_ROWS = 64  # rows in one multi-row INSERT (more go in several)
+
+
+def _rows_alike(pending: list[_Pending], start: int) -> int:
+    """How many deferred rows from `start` on make one multi-row INSERT (1: the statement alone)."""
+    first = pending[start]
+    if not first.statement.appends or first.result is not None:
+        return 1
+    end = start + 1
+    while (
+        end < len(pending)
+        and end - start < _MAX_ROWS
+        and pending[end].statement is first.statement
+        and pending[end].result is None
+    ):
+        end += 1
+    return end - start
+
+
+def _multirow(dialect: Dialect, rows: list[_Pending]) -> tuple[str, dict[str, Any]]:
+    sql = rows[0].statement.sql_for_rows(dialect, len(rows))
+    values = {
+        f"{name}__{number}": value for number, row in enumerate(rows) for name, value in row.values.items()
+    }
+    return sql, values
 
 
 def _rows_of(

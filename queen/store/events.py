@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, defer, flush_deferred
+from queen.store._fast import append_rows, defer, flush_deferred
 from queen.store._json import freeze_mapping, to_json_object
 from queen.store.models import EventRow
 from queen.store.records import EventRecord
@@ -40,9 +40,7 @@ _EVENT_COLUMNS = (
     "created_at",
 )
 # a dispatch-path statement (see _fast): every state change appends one
-_INSERT_EVENT = FastStatement(
-    lambda _dialect: insert(_EVENTS).values({name: bindparam(name) for name in _EVENT_COLUMNS})
-)
+_INSERT_EVENT = append_rows(_EVENTS, _EVENT_COLUMNS)
 
 
 class EventKind(enum.StrEnum):

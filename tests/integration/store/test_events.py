@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from queen.store import Database, events
+from queen.store import Database, _fast, events
 from tests.integration.store.conftest import HELLO_YAML, submit, upload
 
 pytestmark = pytest.mark.integration
@@ -25,6 +25,32 @@ async def test_a_transactions_events_land_in_order_and_its_readers_see_them(db: 
     async with db.transaction() as session:
         stored = await events.events_since(session, request.id, after_id=before[-1].id)
     assert [e.message for e in stored] == ["m0", "m1", "m2", "m3"]
+    assert [e.id for e in stored] == sorted(e.id for e in stored)
+
+
+async def test_a_transactions_events_are_one_statement_with_every_field_kept(db: Database) -> None:
+    """SQLite runs them with one executemany; PostgreSQL's pipeline sends one multi-row INSERT."""
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition)
+    async with db.transaction() as session:
+        before = await events.events_since(session, request.id)
+    statements = _fast.executed()
+    async with db.transaction() as session:
+        for number in range(70):  # more than one multi-row INSERT takes (64)
+            await events.append_event(
+                session,
+                job_request_id=request.id,
+                kind="note",
+                task_type=f"t{number}" if number % 2 else None,
+                message=f"m{number}",
+                data={"n": number},
+            )
+    assert _fast.executed() - statements == (1 if db.dialect_name == "sqlite" else 2)
+    async with db.transaction() as session:
+        stored = await events.events_since(session, request.id, after_id=before[-1].id, limit=100)
+    assert [(e.message, e.task_type, e.data) for e in stored] == [
+        (f"m{n}", f"t{n}" if n % 2 else None, {"n": n}) for n in range(70)
+    ]
     assert [e.id for e in stored] == sorted(e.id for e in stored)
 
 
