@@ -26,28 +26,35 @@ round trip where it took seven.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import Connection, Engine, Table, bindparam, insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from queen.store._sqlite_inline import InlineConnection
+
 __all__ = [
     "BEGIN_PENDING_KEY",
+    "BEGUN_KEY",
     "DEFER_KEY",
+    "HELD_KEY",
     "Deferred",
     "FastStatement",
+    "HeldConnection",
     "defer",
     "defer_returning",
     "executed",
@@ -63,6 +70,8 @@ _DEFERRED_KEY = "formicary_deferred"  # statements left for the end of the trans
 _APPENDED_KEY = "formicary_appended"  # rows of `append_rows` statements, after the others
 DEFER_KEY = "formicary_defer"  # set by Database.transaction(), which flushes them before it commits
 BEGIN_PENDING_KEY = "formicary_begin_pending"  # in a connection's info: its BEGIN is not sent yet
+BEGUN_KEY = "formicary_begun"  # in a connection's info: a HeldConnection began its transaction
+HELD_KEY = "formicary_held"  # in a session's info: its HeldConnection
 _GUARD_PARAMETER = "formicary_guard"
 _GUARD_SQLSTATE = "FG001"
 _executed = 0
@@ -235,7 +244,7 @@ async def defer(session: AsyncSession, statement: FastStatement, params: Mapping
     if not session.info.get(DEFER_KEY):
         await run(session, statement, params)
         return
-    compiled = statement.compiled_for(session.get_bind().dialect)
+    compiled = statement.compiled_for(_dialect(session))
     key = _APPENDED_KEY if statement.appends else _DEFERRED_KEY
     session.info.setdefault(key, []).append(_Pending(statement, _bound(compiled, params)))
 
@@ -255,7 +264,7 @@ async def defer_returning(
         if check is not None:
             await check(result._rows)
         return result
-    compiled = statement.compiled_for(session.get_bind().dialect)
+    compiled = statement.compiled_for(_dialect(session))
     pending = _Pending(statement, _bound(compiled, params), result, check)
     session.info.setdefault(_DEFERRED_KEY, []).append(pending)
     return result
@@ -281,7 +290,7 @@ async def flush_deferred(session: AsyncSession, *, commit: bool = False) -> None
     if not pending:
         return
     global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
-    dialect = session.get_bind().dialect
+    dialect = _dialect(session)
     commit = commit and dialect.name != "sqlite"
     if commit and (session.dirty or session.deleted):
         await session.flush()
@@ -421,19 +430,101 @@ def _rows_of(
     ]
 
 
+class HeldConnection:
+    """A pooled connection that a `Database.transaction()` took for its first statement, a `_fast` one,
+    with the transaction begun on the driver: no SQLAlchemy Session or Connection is set up for it.
+
+    A transaction made of `_fast` statements (the supervisor's, the scheduler's, most of the Queen's)
+    then costs a pool checkout, the BEGIN, the COMMIT and the checkin, where SQLAlchemy's session
+    machinery took about 100 µs more per transaction. If the same transaction then runs an ORM
+    statement, the session is given a SQLAlchemy Connection on this same connection (`connection`):
+    one transaction still, whose `begin` event sends no second BEGIN (`BEGUN_KEY` in the connection's
+    info), committed or rolled back by the session, then here (a no-op on an ended transaction).
+    `Database.transaction()` ends it (`end`) with the session, inside SQLAlchemy's greenlet bridge.
+    """
+
+    __slots__ = ("_connection", "_engine", "_fairy", "driver", "info")
+
+    def __init__(self, engine: Engine, fairy: PoolProxiedConnection) -> None:
+        self._engine = engine
+        self._fairy = fairy
+        self._connection: Connection | None = None
+        self.driver: Any = fairy.driver_connection
+        self.info: dict[Any, Any] = fairy.info
+
+    @classmethod
+    async def begin(cls, engine: AsyncEngine) -> HeldConnection:
+        """Check a connection out and begin a transaction on it (SQLite: BEGIN IMMEDIATE now, waiting
+        for a lock another process holds; PostgreSQL: the BEGIN goes with the first statement)."""
+        fairy = await engine.raw_connection()
+        held = cls(engine.sync_engine, fairy)
+        try:
+            if engine.dialect.name == "sqlite":
+                inline = cast(InlineConnection, held.driver)
+                try:
+                    if not inline.try_begin_immediate():
+                        await inline.begin_immediate()
+                except sqlite3.Error as error:  # as SQLAlchemy reports it (OperationalError: locked)
+                    raise DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error) from error
+            else:
+                held.info[BEGIN_PENDING_KEY] = True
+        except BaseException:
+            await greenlet_spawn(fairy.close)
+            raise
+        held.info[BEGUN_KEY] = True
+        return held
+
+    def connection(self) -> Connection:
+        """A SQLAlchemy Connection on the held connection, for the session's ORM statements (made once)."""
+        if self._connection is None:
+            self._connection = Connection(self._engine, connection=self._fairy)
+        return self._connection
+
+    def end(self, *, commit: bool) -> None:
+        """Commit (or roll back) what the session left open and give the connection back to the pool.
+        In SQLAlchemy's greenlet bridge (the driver's commit and the pool's reset are awaited there)."""
+        try:
+            if isinstance(self.driver, InlineConnection):  # sqlite3 itself: nothing to await
+                self.driver.end_transaction(commit=commit)
+            else:
+                dbapi_connection = self._fairy.dbapi_connection
+                assert dbapi_connection is not None
+                if commit:
+                    dbapi_connection.commit()
+                else:
+                    dbapi_connection.rollback()
+        finally:
+            self.info.pop(BEGUN_KEY, None)
+            self.info.pop(BEGIN_PENDING_KEY, None)
+            if self._connection is not None:
+                self._connection.close()
+            else:
+                self._fairy.close()
+
+
 async def _connection(session: AsyncSession) -> tuple[Any, dict[Any, Any]]:
     """The driver connection of the session's transaction, and SQLAlchemy's `info` of it."""
     if session.new:
         await session.flush()
     found = session.info.get(_DRIVER_KEY)
-    if found is None:  # the transaction's first statement: it begins here (one hop into SQLAlchemy)
-        found = session.info[_DRIVER_KEY] = await greenlet_spawn(_driver_of, session.sync_session)
+    if found is None:  # the transaction's first statement: it begins here
+        if session.info.get(DEFER_KEY) and not session.in_transaction():
+            held = session.info[HELD_KEY] = await HeldConnection.begin(cast(AsyncEngine, session.bind))
+            found = (held.driver, held.info)
+        else:  # a session that is not a Database.transaction(), or began with an ORM statement
+            found = await greenlet_spawn(_driver_of, session.sync_session)
+        session.info[_DRIVER_KEY] = found
     return cast(tuple[Any, dict[Any, Any]], found)
 
 
 def _driver_of(session: Session) -> tuple[Any, dict[Any, Any]]:
     connection = session.connection()
     return connection.connection.driver_connection, connection.info
+
+
+def _dialect(session: AsyncSession) -> Dialect:
+    # the session's engine's; not `get_bind()`, which gives a held connection's session an ORM connection
+    return cast(Engine, session.sync_session.bind).dialect
 
 
 def _begin_pending(info: dict[Any, Any]) -> bool:
@@ -467,7 +558,7 @@ async def run(
     global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
     _executed += 1
     driver, info = await _connection(session)
-    dialect = session.get_bind().dialect
+    dialect = _dialect(session)
     compiled = statement.compiled_for(dialect)
     values = _bound(compiled, params)
     dbapi_error: type[Exception] = dialect.loaded_dbapi.Error

@@ -192,6 +192,13 @@ class InlineConnection:
     async def commit(self) -> None:
         self._conn.commit()
 
+    def end_transaction(self, *, commit: bool) -> None:
+        """COMMIT or ROLLBACK at once (nothing when no transaction is open)."""
+        if commit:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
     async def rollback(self) -> None:
         self._conn.rollback()
 

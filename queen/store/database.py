@@ -14,6 +14,7 @@ commit. One session per asyncio task; never share one across `gather`.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -23,14 +24,21 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.util.concurrency import await_, greenlet_spawn
 
-from queen.store._fast import BEGIN_PENDING_KEY, DEFER_KEY, flush_deferred
+from queen.store._fast import (
+    BEGIN_PENDING_KEY,
+    BEGUN_KEY,
+    DEFER_KEY,
+    HELD_KEY,
+    HeldConnection,
+    flush_deferred,
+)
 from queen.store._sqlite_inline import InlineConnection
 from queen.store._sqlite_inline import connect as connect_inline
 
@@ -76,12 +84,41 @@ class DuplicateKey(Exception):
     reference) stay SQLAlchemy's IntegrityError: they are bugs, not races."""
 
 
+class _Session(Session):
+    """The Queen's sessions: once a transaction's `_fast` statements hold a connection (`HeldConnection`),
+    its ORM statements run on that same connection, in the same transaction."""
+
+    def get_bind(self, mapper: Any = None, **kwargs: Any) -> Engine | Connection:
+        held: HeldConnection | None = self.info.get(HELD_KEY)
+        if held is not None:
+            return held.connection()
+        return super().get_bind(mapper, **kwargs)
+
+
 def _commit_and_close(session: Session) -> None:
-    """Commit, then close (a rollback first if the commit failed); run in SQLAlchemy's greenlet bridge."""
+    """Commit, then close (a rollback instead if the commit failed); in SQLAlchemy's greenlet bridge."""
+    held: HeldConnection | None = session.info.pop(HELD_KEY, None)
+    committed = False
     try:
-        session.commit()
+        if session.in_transaction() or session.new or session.deleted or session.dirty:
+            session.commit()  # else nothing ran through the ORM (a commit would begin a transaction first)
+        committed = True
     finally:
+        try:
+            session.close()
+        finally:
+            if held is not None:
+                held.end(commit=committed)
+
+
+def _abandon(session: Session) -> None:
+    """Roll back and close; in SQLAlchemy's greenlet bridge."""
+    held: HeldConnection | None = session.info.pop(HELD_KEY, None)
+    try:
         session.close()
+    finally:
+        if held is not None:
+            held.end(commit=False)
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
@@ -145,7 +182,8 @@ def _begin_with_first_statement(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _began(connection: Connection) -> None:
-        connection.info[BEGIN_PENDING_KEY] = True
+        if not connection.info.get(BEGUN_KEY):  # else a HeldConnection's, whose BEGIN is handled
+            connection.info[BEGIN_PENDING_KEY] = True
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _before(connection: Connection, *_args: Any) -> None:
@@ -206,7 +244,9 @@ class Database:
             await engine.dispose()
             raise
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        self._sessions = async_sessionmaker(
+            engine, expire_on_commit=False, autoflush=True, sync_session_class=_Session
+        )
 
     async def stop(self) -> None:
         """Close every pooled connection. Sessions still open fail afterwards."""
@@ -240,8 +280,9 @@ class Database:
             await flush_deferred(session, commit=True)
             await greenlet_spawn(_commit_and_close, session.sync_session)
         except BaseException as error:
-            async with session:  # SQLAlchemy's own exit: close() run to its end, even if cancelled meanwhile
-                pass
+            # rolled back and closed in a task of its own, run to its end even if the caller is cancelled
+            # meanwhile (as SQLAlchemy's `async with session` closes a session)
+            await asyncio.shield(asyncio.ensure_future(greenlet_spawn(_abandon, session.sync_session)))
             if isinstance(error, IntegrityError) and _is_unique_violation(error):
                 raise DuplicateKey(str(error.orig)) from error
             raise
@@ -295,6 +336,8 @@ class Database:
             # and busy_timeout cannot help. The price is that read-only transactions queue behind writers
             # too; they are short, and the embedded Queen is one process. PostgreSQL needs none of this.
             # Straight to the driver (see _sqlite_inline): no SQLAlchemy execution machinery per transaction.
+            if connection.info.get(BEGUN_KEY):  # a HeldConnection's transaction, already begun
+                return
             inline = cast(InlineConnection, connection.connection.driver_connection)
             try:
                 # at once when no other process holds the lock (no hop out of SQLAlchemy's greenlet)

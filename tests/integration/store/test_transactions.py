@@ -18,8 +18,9 @@ import pytest
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from queen.store import Database, JobRequestRecord, definitions, events, requests
+from queen.store import Database, JobRequestRecord, database, definitions, events, requests
 from queen.store.models import JobRequestRow
 
 from .conftest import HELLO_YAML, ORG, submit, upload
@@ -145,7 +146,9 @@ async def test_a_cancelled_transaction_keeps_nothing_and_gives_its_connection_ba
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # a committed one gives it back too
 
 
-async def test_the_commit_travels_with_the_deferred_statements(db: Database) -> None:
+async def test_the_commit_travels_with_the_deferred_statements(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PostgreSQL: the last flush's pipeline ends with the COMMIT (each guard fails on the server), so
     the transaction has ended when the session commits: that commit sends nothing."""
     if db.dialect_name != "postgresql":
@@ -153,19 +156,19 @@ async def test_the_commit_travels_with_the_deferred_statements(db: Database) -> 
     definition, _ = await upload(db, HELLO_YAML)
     request = await submit(db, definition)
     status_at_commit: list[int] = []
+    commit_and_close = database._commit_and_close
 
-    def seen(connection: Any) -> None:
-        status_at_commit.append(connection.connection.driver_connection.pgconn.transaction_status)
+    def seen(session: Session) -> None:
+        driver, _ = session.info["formicary_fast_driver"]
+        status_at_commit.append(driver.pgconn.transaction_status)
+        commit_and_close(session)
 
-    event.listen(db.engine.sync_engine, "commit", seen)
-    try:
-        async with db.transaction() as session:
-            await _sqlalchemy_statement(session, request)  # the BEGIN goes with this one
-            await _deferred_only(session, request)
-        async with db.transaction() as session:
-            await _deferred_only(session, request)  # BEGIN, the statement and COMMIT: one round trip
-    finally:
-        event.remove(db.engine.sync_engine, "commit", seen)
+    monkeypatch.setattr(database, "_commit_and_close", seen)
+    async with db.transaction() as session:
+        await _sqlalchemy_statement(session, request)  # the BEGIN goes with this one
+        await _deferred_only(session, request)
+    async with db.transaction() as session:
+        await _deferred_only(session, request)  # BEGIN, the statement and COMMIT: one round trip
     assert status_at_commit == [TransactionStatus.IDLE, TransactionStatus.IDLE]
     _, priority, _, log = await _state(db, request)
     assert priority == 7
@@ -197,3 +200,32 @@ async def test_rows_changed_through_the_orm_are_flushed_before_the_commit(db: Da
     assert priority == 9
     assert "first" in log
     assert in_transaction == ([True] if db.dialect_name == "postgresql" else [])
+
+
+async def test_fast_statements_hold_one_connection_that_the_orm_joins(db: Database) -> None:
+    """A transaction that starts with `_fast` statements holds a pooled connection of its own, with no
+    SQLAlchemy transaction set up; an ORM statement after them joins it (one connection: on SQLite the
+    pool has only one) and sends no second BEGIN; the connection goes back to the pool at the end."""
+    definition, _ = await upload(db, HELLO_YAML)
+    request = await submit(db, definition)
+    begun: list[Any] = []
+
+    def began(connection: Any) -> None:
+        begun.append(connection)
+
+    event.listen(db.engine.sync_engine, "begin", began)
+    try:
+        async with db.transaction() as session:
+            await _fast_statement(session, request)
+            await _deferred_only(session, request)
+        assert begun == []
+        async with db.transaction() as session:
+            await _fast_statement(session, request)
+            await definitions.set_disabled(session, ORG, "hello", True)
+            assert db.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        assert len(begun) == 1
+    finally:
+        event.remove(db.engine.sync_engine, "begin", began)
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    reason, _, disabled, log = await _state(db, request)
+    assert (reason, disabled, log.count("first")) == ("first", True, 2)  # the wait reason's event, the note
