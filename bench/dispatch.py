@@ -27,7 +27,8 @@ Workloads (a pass runs them on one database, with the baselines measured in the 
 
 For w1, w2 and the stream, the pass also reports what each task cost: CPU of the Queen (this
 process), of the Ants and of the Ants' children (the shell), from /proc (Linux), and the database
-commits and statements per task (SQLAlchemy engine events).
+commits and statements per task (SQLAlchemy engine events, and the store's counters of what bypasses
+them).
 
 Waiting is event-driven, never a fixed sleep: by default a job's end is awaited on the Supervisors'
 `on_finished` hook and confirmed by one read; `--observer notifier` waits on
@@ -573,7 +574,8 @@ class Meter:
             cpu = [_proc_cpu(ant.process.pid) for ant in self._system.ants]
             ants, shell = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
         statements = self.statements + fast_statements.executed()  # the dispatch path's own statements
-        return times.user + times.system, ants, shell, self.commits, statements
+        commits = self.commits + fast_statements.committed()  # transactions of _fast statements only
+        return times.user + times.system, ants, shell, commits, statements
 
     def per_task(self, start: Reading, tasks: int) -> Usage:
         return usage_per_task(spent(start, self.reading()), tasks)

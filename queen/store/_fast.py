@@ -55,6 +55,8 @@ __all__ = [
     "Deferred",
     "FastStatement",
     "HeldConnection",
+    "append_rows",
+    "committed",
     "defer",
     "defer_returning",
     "executed",
@@ -75,6 +77,13 @@ HELD_KEY = "formicary_held"  # in a session's info: its HeldConnection
 _GUARD_PARAMETER = "formicary_guard"
 _GUARD_SQLSTATE = "FG001"
 _executed = 0
+_committed = 0
+
+
+def committed() -> int:
+    """How many transactions a HeldConnection committed without SQLAlchemy's Connection (no engine
+    `commit` event; bench/dispatch.py adds them to the commits it counts)."""
+    return _committed
 
 
 def executed() -> int:
@@ -483,6 +492,9 @@ class HeldConnection:
     def end(self, *, commit: bool) -> None:
         """Commit (or roll back) what the session left open and give the connection back to the pool.
         In SQLAlchemy's greenlet bridge (the driver's commit and the pool's reset are awaited there)."""
+        global _committed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
+        if commit and self._connection is None:  # else the ORM's Connection committed (an engine event)
+            _committed += 1
         try:
             if isinstance(self.driver, InlineConnection):  # sqlite3 itself: nothing to await
                 self.driver.end_transaction(commit=commit)
