@@ -95,30 +95,22 @@ class _Session(Session):
         return super().get_bind(mapper, **kwargs)
 
 
-def _commit_and_close(session: Session) -> None:
-    """Commit, then close (a rollback instead if the commit failed); in SQLAlchemy's greenlet bridge."""
+def _end(session: Session, *, commit: bool) -> None:
+    """Commit (when `commit`) and close the session and its held connection; if the commit fails, or
+    without `commit`, roll back instead. In SQLAlchemy's greenlet bridge."""
     held: HeldConnection | None = session.info.pop(HELD_KEY, None)
     committed = False
     try:
-        if session.in_transaction() or session.new or session.deleted or session.dirty:
-            session.commit()  # else nothing ran through the ORM (a commit would begin a transaction first)
-        committed = True
+        if commit:
+            if session.in_transaction() or session.new or session.deleted or session.dirty:
+                session.commit()  # else nothing ran through the ORM (a commit would begin one first)
+            committed = True
     finally:
         try:
             session.close()
         finally:
             if held is not None:
                 held.end(commit=committed)
-
-
-def _abandon(session: Session) -> None:
-    """Roll back and close; in SQLAlchemy's greenlet bridge."""
-    held: HeldConnection | None = session.info.pop(HELD_KEY, None)
-    try:
-        session.close()
-    finally:
-        if held is not None:
-            held.end(commit=False)
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
@@ -264,13 +256,15 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A new session inside one transaction: committed when the block ends, rolled back if it raises.
 
-        The transaction begins with the session's first statement (SQLAlchemy's autobegin) and ends with
-        the commit and the close run together in one call into SQLAlchemy's synchronous core (one hop
-        through its greenlet bridge, where `async with session.begin()` and `async with session` take
-        three, and the close a task of its own): after a commit, closing sends nothing to the server
-        (the pool's reset is a rollback of an idle connection), so nothing is left that a cancellation
-        could interrupt. After a failure the session is closed as `async with session` does: its
-        rollback in a shielded task, run to its end even if the caller is cancelled meanwhile."""
+        The transaction begins with the session's first statement: a `_fast` one checks a connection out
+        and begins on the driver (`_fast.HeldConnection`; later ORM statements join it), an ORM one
+        through SQLAlchemy's autobegin. It ends with the commit and the close run together in one call
+        into SQLAlchemy's synchronous core (one hop through its greenlet bridge, where `async with
+        session.begin()` and `async with session` take three, and the close a task of its own): after
+        a commit, closing sends nothing to the server (the pool's reset is a rollback of an idle
+        connection), so nothing is left that a cancellation could interrupt. After a failure the
+        session is rolled back and closed in a shielded task, run to its end even if the caller is
+        cancelled meanwhile."""
         session = self.session()
         try:
             session.info[DEFER_KEY] = True
@@ -278,11 +272,12 @@ class Database:
             # the statements left for the end, in one statement (SQLite) or one pipeline with the
             # COMMIT (PostgreSQL; the session's commit then has nothing to send)
             await flush_deferred(session, commit=True)
-            await greenlet_spawn(_commit_and_close, session.sync_session)
+            await greenlet_spawn(_end, session.sync_session, commit=True)
         except BaseException as error:
             # rolled back and closed in a task of its own, run to its end even if the caller is cancelled
             # meanwhile (as SQLAlchemy's `async with session` closes a session)
-            await asyncio.shield(asyncio.ensure_future(greenlet_spawn(_abandon, session.sync_session)))
+            ending = asyncio.ensure_future(greenlet_spawn(_end, session.sync_session, commit=False))
+            await asyncio.shield(ending)
             if isinstance(error, IntegrityError) and _is_unique_violation(error):
                 raise DuplicateKey(str(error.orig)) from error
             raise

@@ -156,14 +156,14 @@ async def test_the_commit_travels_with_the_deferred_statements(
     definition, _ = await upload(db, HELLO_YAML)
     request = await submit(db, definition)
     status_at_commit: list[int] = []
-    commit_and_close = database._commit_and_close
+    end = database._end
 
-    def seen(session: Session) -> None:
+    def seen(session: Session, *, commit: bool) -> None:
         driver, _ = session.info["formicary_fast_driver"]
         status_at_commit.append(driver.pgconn.transaction_status)
-        commit_and_close(session)
+        end(session, commit=commit)
 
-    monkeypatch.setattr(database, "_commit_and_close", seen)
+    monkeypatch.setattr(database, "_end", seen)
     async with db.transaction() as session:
         await _sqlalchemy_statement(session, request)  # the BEGIN goes with this one
         await _deferred_only(session, request)
