@@ -76,10 +76,14 @@ class AttemptSpan:
     def __init__(self, span: Span, spec: TaskSpec) -> None:
         self.span = span
         self._spec = spec
-        # the lines reach the tracker as the log gets them: secrets masked, over-long lines cut
-        redact = Redactor(spec.secrets)
-        self._main = tuple(_as_logged(redact, c) for c in (*spec.before_script, *spec.script))
-        self._after = tuple(_as_logged(redact, c) for c in spec.after_script)
+        # the lines reach the tracker as the log gets them: secrets masked, over-long lines cut; only a
+        # recorded span has phases to time (without a tracer provider none is)
+        self._main: tuple[str, ...] = ()
+        self._after: tuple[str, ...] = ()
+        if span.is_recording():
+            redact = Redactor(spec.secrets)
+            self._main = tuple(_as_logged(redact, c) for c in (*spec.before_script, *spec.script))
+            self._after = tuple(_as_logged(redact, c) for c in spec.after_script)
         self._main_seen = 0
         self._after_seen = 0
         self._phase: tuple[str, Span] | None = None

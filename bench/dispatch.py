@@ -39,8 +39,9 @@ down what it measures.
 
 Figures are printed with ratios taken in the same pass (these machines are noisy; ratios travel
 better), beside reference figures measured earlier on this machine (`REFERENCE`) and the targets.
-`--profile-w1 FILE` and `--profile-w2 FILE` run cProfile over the measured W1 runs or the W2 burst
-(figures are then inflated).
+`--profile-w1 FILE` and `--profile-w2 FILE` run cProfile over the measured W1 runs or the W2 burst;
+`--profile-noop FILE` over the no-op Ants' pipelined attempts in this process, and over each no-op Ant's
+whole life in its own (figures are then inflated).
 
 Usage: .venv/bin/python bench/dispatch.py [--database sqlite|postgresql|both] [--postgres-url URL]
        [--runs N] [--workload w1,w2,echo,latency] [--capacity N] [--observer hook|notifier]
@@ -400,10 +401,11 @@ class System:
         await self._wait_for_ants({ant.ant_id for ant in self.ants})
 
     @contextlib.asynccontextmanager
-    async def noop_ants(self, count: int, capacity: int) -> AsyncIterator[None]:
+    async def noop_ants(self, count: int, capacity: int, profile: Path | None = None) -> AsyncIterator[None]:
         """`count` more Ants, offering NOOP_TAG, whose SHELL executor returns COMPLETED at once (the
         real stream client and attempt runner, no process spawned); in `ants` (so metered) until the
-        block ends, then stopped."""
+        block ends, then stopped. With `profile`, each runs under cProfile and writes
+        `<profile>-<ant id>.pstats` when it stops."""
         address = f"127.0.0.1:{self.queen.grpc_port}"
         started: list[AntChild] = []
         try:
@@ -420,6 +422,8 @@ class System:
                     str(work_dir),
                     NOOP_TAG,
                 ]
+                if profile is not None:
+                    argv.append(str(profile.with_name(f"{profile.stem}-{ant_id}.pstats")))
                 started.append(await self._spawn_ant(ant_id, argv, work_dir))
             self.ants.extend(started)
             await self._wait_for_ants({ant.ant_id for ant in started})
@@ -637,15 +641,25 @@ class Noop:
     async def run(self, spec, ctx):
         return ExecutionResult(status=ExecutionStatus.COMPLETED, exit_code="0")
 
-async def main(address, ant_id, capacity, work_dir):
+async def main(address, ant_id, capacity, work_dir, tag, profile=None):
     settings = AntSettings(queen_address=address, ant_id=ant_id, methods=["SHELL"], tags=[sys.argv[5]],
                            capacity=int(capacity), work_dir=work_dir)
     client = AntClient(settings, ExecutorRegistry({Method.SHELL: Noop()}))
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, client.request_shutdown)
-    await client.run()
+    if profile is None:
+        await client.run()
+        return
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        await client.run()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
 configure_logging("warning")
-asyncio.run(main(*sys.argv[1:5]))
+asyncio.run(main(*sys.argv[1:]))
 """
 
 
@@ -787,10 +801,17 @@ class _FrameCounter:
 
 
 async def measure_stream(
-    system: System, meter: Meter, round_trips: int, pipelined: int, *, tags: tuple[str, ...] = ()
+    system: System,
+    meter: Meter,
+    round_trips: int,
+    pipelined: int,
+    *,
+    tags: tuple[str, ...] = (),
+    profile: cProfile.Profile | None = None,
 ) -> StreamFigures:
     """SHELL `true` attempts straight through `AntRegistry.run()`: the real stream and Ants, no database,
-    no supervisor (what the stream and the Ant cost by themselves). `tags` route them to some Ants."""
+    no supervisor (what the stream and the Ant cost by themselves). `tags` route them to some Ants;
+    `profile` runs over the pipelined attempts."""
     queen = system.queen
     task = dataclasses.replace(shell_true_task(), tags=tags)
 
@@ -831,8 +852,12 @@ async def measure_stream(
     counter = _FrameCounter(queen.registry)
     reading = meter.reading()
     start = time.perf_counter()
+    if profile is not None:
+        profile.enable()
     with counter.counting():
         await asyncio.gather(*(one() for _ in range(pipelined)))
+    if profile is not None:
+        profile.disable()
     rate = pipelined / (time.perf_counter() - start)
     return StreamFigures(
         Summary.of(accepts),
@@ -843,10 +868,19 @@ async def measure_stream(
     )
 
 
-async def measure_noop_stream(system: System, meter: Meter, capacity: int) -> StreamFigures:
-    """The same through two Ants whose executor does nothing: the stream's own dispatch rate."""
-    async with system.noop_ants(W2_ANTS, capacity):
-        return await measure_stream(system, meter, STREAM_ROUND_TRIPS, NOOP_PIPELINED, tags=(NOOP_TAG,))
+async def measure_noop_stream(
+    system: System, meter: Meter, capacity: int, profile: Path | None, database: str
+) -> StreamFigures:
+    """The same through two Ants whose executor does nothing: the stream's own dispatch rate. With
+    `profile`, cProfile over the pipelined attempts here and over each Ant's life in the Ant."""
+    target = None if profile is None else profile.with_name(f"{profile.stem}-{database}")
+    profiler = None if profile is None else cProfile.Profile()
+    async with system.noop_ants(W2_ANTS, capacity, target):
+        figures = await measure_stream(
+            system, meter, STREAM_ROUND_TRIPS, NOOP_PIPELINED, tags=(NOOP_TAG,), profile=profiler
+        )
+    _write_profile(profiler, profile, database, "no-op stream (the Ants' beside it)")
+    return figures
 
 
 # ------------------------------------------------------------------------------------------ W1, W2, latency
@@ -1012,6 +1046,7 @@ class Options:
     observer: str
     profile_w1: Path | None
     profile_w2: Path | None
+    profile_noop: Path | None
     keep: bool
 
 
@@ -1037,7 +1072,9 @@ async def run_pass(database: str, server_url: str, options: Options, root: Path)
         if "echo" in options.workloads:
             figures.echo = await measure_echo(ECHO_ROUND_TRIPS, ECHO_PIPELINED)
             figures.stream = await measure_stream(system, meter, STREAM_ROUND_TRIPS, STREAM_PIPELINED)
-            figures.noop_stream = await measure_noop_stream(system, meter, options.capacity)
+            figures.noop_stream = await measure_noop_stream(
+                system, meter, options.capacity, options.profile_noop, database
+            )
         if "w1" in options.workloads:
             profile = cProfile.Profile() if options.profile_w1 is not None else None
             figures.w1 = await run_w1(system, meter, options.runs, profile)
@@ -1275,6 +1312,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
         help="cProfile this process over the W2 burst; writes FILE-<database>.pstats.",
     )
     parser.add_argument(
+        "--profile-noop",
+        type=Path,
+        metavar="FILE",
+        help="cProfile this process over the no-op Ants' pipelined attempts (FILE-<database>.pstats) "
+        "and each no-op Ant over its life (FILE-<database>-<ant id>.pstats).",
+    )
+    parser.add_argument(
         "--queen-log-level", default="warning", help="structlog level of the Queen in this process."
     )
     parser.add_argument(
@@ -1300,6 +1344,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, str]:
         observer=args.observer,
         profile_w1=args.profile_w1,
         profile_w2=args.profile_w2,
+        profile_noop=args.profile_noop,
         keep=args.keep,
     )
     return options, args.queen_log_level

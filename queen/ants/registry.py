@@ -299,7 +299,7 @@ class AntRegistry:
 
     def _pick(self, work: TaskWork, sessions: Iterable[AntSession]) -> AntSession | None:
         best: AntSession | None = None
-        method, tags = work.method, work.tags  # `tags` makes a frozenset at each call
+        method, tags = work.method, work.tags
         for session in sessions:
             if (
                 session.window <= 0

@@ -126,23 +126,47 @@ class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
         stream: StreamHandle,
         reader: asyncio.Task[str | None],
     ) -> StreamEnd | None:
-        """Send queued frames (pinging when idle) until the session ends the stream or the Ant closes it."""
+        """Send queued frames (pinging when idle) until the session ends the stream or the Ant closes it.
+
+        A Ping goes when nothing was written for `ping_interval` (ant_service.proto section 8). One timer
+        per stream watches for that, re-armed from the last write, rather than a timeout around each
+        wait: the writer waits two or three times per task, and each timeout is a timer scheduled and
+        cancelled."""
+        loop = asyncio.get_running_loop()
         ping_every = self._registry.ping_interval.total_seconds()
+        last_write = loop.time()
+        ping_due = False
+        timer: asyncio.TimerHandle
+
+        def check_idle() -> None:
+            nonlocal ping_due, timer
+            due = last_write + ping_every
+            if loop.time() >= due:
+                ping_due = True
+                stream.wake()
+                due = loop.time() + ping_every
+            timer = loop.call_at(due, check_idle)
+
+        timer = loop.call_at(last_write + ping_every, check_idle)
         reader.add_done_callback(lambda _: stream.wake())
-        while True:
-            if stream.only_acks:
-                await asyncio.sleep(0)  # a dispatch queued in this turn of the loop goes first
-            frame = stream.take()
-            if frame is None:
-                if reader.done():
-                    return None  # the Ant half-closed its side (§9) or the call broke
-                try:
-                    async with asyncio.timeout(ping_every):
+        try:
+            while True:
+                if stream.only_acks:
+                    await asyncio.sleep(0)  # a dispatch queued in this turn of the loop goes first
+                frame = stream.take()
+                if frame is None:
+                    if reader.done():
+                        return None  # the Ant half-closed its side (§9) or the call broke
+                    if not ping_due:
                         await stream.wait()
-                except TimeoutError:
-                    ping = ant_service_pb2.ConnectResponse.Ping(nonce=next(self._nonces))
-                    await context.write(ant_service_pb2.ConnectResponse(ping=ping))
-                continue
-            if isinstance(frame, StreamEnd):
-                return frame
-            await context.write(frame)
+                        continue
+                    frame = ant_service_pb2.ConnectResponse(
+                        ping=ant_service_pb2.ConnectResponse.Ping(nonce=next(self._nonces))
+                    )
+                elif isinstance(frame, StreamEnd):
+                    return frame
+                ping_due = False
+                await context.write(frame)
+                last_write = loop.time()
+        finally:
+            timer.cancel()

@@ -332,6 +332,15 @@ def _read_job(reader: Reader, root: Node) -> JobDefinition | None:
     values = _read_fields(reader, fields, _JOB_FIELDS)
     if "cron_trigger" in values:
         _check_cron(reader, fields["cron_trigger"], values["cron_trigger"])
+    if "notify" in fields:
+        reader.warning(
+            ProblemCode.NOT_SUPPORTED,
+            "notify is not delivered by this Queen yet: no email, chat or webhook is sent when the job "
+            "ends (approval reminders and escalations use the approval policy's recipients and the job's "
+            "webhook)",
+            fields["notify"],
+            fix="remove notify, or follow the job with `formicary submit --wait` or WatchJobRequest",
+        )
 
     tasks_node = fields.get("tasks")
     tasks: list[TaskDefinition] = []
@@ -476,6 +485,7 @@ def _read_task(reader: Reader, node: Node) -> TaskDefinition | None:
     if method_known:
         # needs are checked against what is *written*: a field written wrongly has its own problem
         _check_method_needs(reader, node, fields, task)
+        _check_not_run(reader, fields, task)
     return task
 
 
@@ -594,6 +604,45 @@ def _check_method_needs(reader: Reader, node: Node, fields: Mapping[str, Node], 
                     fields[name],
                     fix=f"remove {name}, or move the work to a task before or after the gate",
                 )
+
+
+# What the language accepts (Formicary's fields and this project's additions) but this Queen does not
+# run yet. A field that would change what runs is refused: without it the task would run once, as if it
+# were not written. The others are accepted with a warning that says what happens instead.
+_NOT_RUN_FIELDS = {
+    "fan_out": "add one task per item for now (fan_out would run the task once per item)",
+    "sub_workflow": "submit the child job from a task (the `formicary submit` command) for now",
+}
+_NOT_RUN_METHODS = frozenset({TaskMethod.JOB_FORK, TaskMethod.JOB_FORK_AWAIT, TaskMethod.EXPIRE_ARTIFACTS})
+
+
+def _check_not_run(reader: Reader, fields: Mapping[str, Node], task: TaskDefinition) -> None:
+    where = f'task "{task.task_type}"'
+    for name, fix in _NOT_RUN_FIELDS.items():
+        if name in fields:
+            reader.error(
+                ProblemCode.NOT_SUPPORTED,
+                f"{where} uses {name}, which this Queen does not run yet",
+                fields[name],
+                text=name,
+                fix=fix,
+            )
+    if task.method in _NOT_RUN_METHODS:
+        reader.warning(
+            ProblemCode.NOT_SUPPORTED,
+            f"{where} is {task.method}, which this Queen does not run yet: the task fails with "
+            "ERR_UNSUPPORTED_METHOD when the job reaches it",
+            fields.get("method", fields["task_type"]),
+            fix="route its failure with on_failed, or do the work in a SHELL task for now",
+        )
+    if "webhook" in fields:
+        reader.warning(
+            ProblemCode.NOT_SUPPORTED,
+            f"{where} has a webhook, which this Queen does not call (the job's webhook is called when "
+            "an approval is escalated)",
+            fields["webhook"],
+            fix="move the webhook to the job, or remove it",
+        )
 
 
 # -- field tables --------------------------------------------------------------------------------

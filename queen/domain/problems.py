@@ -40,6 +40,7 @@ class ProblemCode(enum.StrEnum):
     UNREACHABLE_TASK = "unreachable-task"
     MANUAL_UNROUTED = "manual-unrouted"
     MISPLACED_FIELD = "misplaced-field"
+    NOT_SUPPORTED = "not-supported"
 
 
 @dataclass(frozen=True, slots=True)

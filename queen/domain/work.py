@@ -54,14 +54,15 @@ class TaskWork:
     # The configs read in the transaction that created the attempt's row (one read fewer on the dispatch
     # path); None when they were not, and whoever dispatches reads them (queen.security.injection).
     configs: TaskConfigs | None = None
+    # the task's tags as a set, made once: routing compares them with each Ant's at every placement
+    tags: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", frozenset(self.task.tags))
 
     @property
     def method(self) -> TaskMethod:
         return self.task.method
-
-    @property
-    def tags(self) -> frozenset[str]:
-        return frozenset(self.task.tags)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1031,7 +1031,10 @@ def test_method_aliases_fork_job_and_await_forked_job() -> None:
 
     report = check(text)
 
-    assert report.problems == ()
+    assert [(p.severity, p.code, p.line) for p in report.problems] == [
+        (Severity.WARNING, C.NOT_SUPPORTED, 4),
+        (Severity.WARNING, C.NOT_SUPPORTED, 8),
+    ]
     assert report.definition is not None
     assert [task.method for task in report.definition.tasks] == [
         TaskMethod.JOB_FORK,
@@ -1095,7 +1098,64 @@ def test_the_default_method_with_a_container() -> None:
 def test_a_method_without_the_field_it_needs(method: str, message: str, fix: str) -> None:
     text = f"job_type: j\ntasks:\n- task_type: a\n  method: {method}\n"
 
-    assert check(text).problems == (error(C.MISSING_FIELD, 4, 11, message, method, fix),)
+    problems = check(text).problems
+
+    assert problems[0] == error(C.MISSING_FIELD, 4, 11, message, method, fix)
+    # a Queen-side method this Queen does not run yet is also said so (test_what_the_queen_does_not_run)
+    assert [p.code for p in problems[1:]] == ([C.NOT_SUPPORTED] if method.startswith("JOB_FORK") else [])
+
+
+def test_what_the_queen_does_not_run_is_refused_or_said() -> None:
+    text = dedent(
+        """\
+        job_type: j
+        notify:
+          email: {recipients: [ops@example.com]}
+        tasks:
+        - task_type: a
+          method: SHELL
+          script: [echo hi]
+          fan_out: {items: [x, y]}
+          webhook: {url: "https://example.com/hook"}
+          on_completed: b
+        - task_type: b
+          method: SHELL
+          script: [echo hi]
+          sub_workflow: {job_type: child}
+          on_completed: c
+        - task_type: c
+          method: EXPIRE_ARTIFACTS
+        """
+    )
+
+    report = check(text)
+
+    assert report.definition is None
+    assert [(p.severity, p.line, p.message) for p in report.problems] == [
+        (
+            Severity.WARNING,
+            3,
+            "notify is not delivered by this Queen yet: no email, chat or webhook is sent when the job "
+            "ends (approval reminders and escalations use the approval policy's recipients and the "
+            "job's webhook)",
+        ),
+        (Severity.ERROR, 8, 'task "a" uses fan_out, which this Queen does not run yet'),
+        (
+            Severity.WARNING,
+            9,
+            'task "a" has a webhook, which this Queen does not call (the job\'s webhook is called when '
+            "an approval is escalated)",
+        ),
+        (Severity.ERROR, 14, 'task "b" uses sub_workflow, which this Queen does not run yet'),
+        (
+            Severity.WARNING,
+            17,
+            'task "c" is EXPIRE_ARTIFACTS, which this Queen does not run yet: the task fails with '
+            "ERR_UNSUPPORTED_METHOD when the job reaches it",
+        ),
+    ]
+    assert {p.code for p in report.problems} == {C.NOT_SUPPORTED}
+    assert all(p.fix for p in report.problems)
 
 
 def test_an_http_task_with_a_url() -> None:
