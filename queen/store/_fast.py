@@ -21,7 +21,8 @@ that was not the expected one, a row that existed after all) refuses the whole t
 checked before the commit; on PostgreSQL on the server, the guarded statement raising through
 `formicary_guard` (migration 0003) so that the COMMIT after it does not run, then explained by the
 same check once rolled back. The supervisor's result transaction is made of them: on PostgreSQL one
-round trip where it took seven.
+round trip where it took seven. On PostgreSQL the statements are sent on libpq itself, prepared once per
+connection (`_libpq`), not through psycopg's cursors.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from queen.store import _libpq
 from queen.store._sqlite_inline import InlineConnection
 
 __all__ = [
@@ -353,48 +355,40 @@ async def _flush_psycopg(
 ) -> tuple[_Pending | None, int]:
     """The statements in one pipeline (and the COMMIT when `commit`): the statement whose server-side
     guard refused it, if one did (the transaction is then rolled back), and how many statements ran."""
-    # One cursor per statement, all queued in the pipeline; the pipeline's end sends a Sync and reads
-    # every result (psycopg's executemany would open a nested pipeline, which syncs: one round trip more).
-    cursors = []
+    statements: list[_libpq.Statement] = []
+    owners: list[_Pending | None] = []  # whose rows each statement returns (None: a multi-row INSERT)
+    number = 0
+    while number < len(pending):
+        item = pending[number]
+        compiled = item.statement.compiled_for(dialect)
+        if commit and item.check is not None:
+            values = {**item.values, _GUARD_PARAMETER: str(number)}
+            statements.append(_libpq.Statement(compiled.guarded_sql(), values))
+        elif (alike := _rows_alike(pending, number)) > 1:
+            sql, values = _multirow(dialect, pending[number : number + alike])
+            statements.append(_libpq.Statement(sql, values))
+            owners.append(None)
+            number += alike
+            continue
+        else:
+            statements.append(_libpq.Statement(compiled.sql, item.values))
+        owners.append(item)
+        number += 1
     try:
-        try:
-            async with driver.pipeline():
-                if begin:
-                    await driver.execute(b"BEGIN")
-                number = 0
-                while number < len(pending):
-                    item = pending[number]
-                    compiled = item.statement.compiled_for(dialect)
-                    cursor = driver.cursor()
-                    cursors.append((cursor, item, compiled))
-                    if commit and item.check is not None:
-                        values = {**item.values, _GUARD_PARAMETER: str(number)}
-                        await cursor.execute(compiled.guarded_sql(), values)
-                    elif (alike := _rows_alike(pending, number)) > 1:
-                        sql, values = _multirow(dialect, pending[number : number + alike])
-                        await cursor.execute(sql, values)
-                        number += alike
-                        continue
-                    else:
-                        await cursor.execute(compiled.sql, _parameters(compiled, item.values))
-                    number += 1
-                if commit:
-                    await driver.execute(b"COMMIT")
-        except dialect.loaded_dbapi.Error as error:
-            if getattr(error, "sqlstate", None) != _GUARD_SQLSTATE:
-                raise
-            await driver.rollback()
-            return pending[int(error.diag.message_primary)], len(cursors)
-        for cursor, item, compiled in cursors:
-            if item.result is not None:
-                rows = list(await cursor.fetchall()) if compiled.returning else []
-                # psycopg builds `description` anew at each access: only the first execution needs it
-                description = cursor.description if rows and compiled.processors is None else None
-                item.result._rows = _rows_of(compiled, dialect, description, rows)
-    finally:
-        for cursor, _, _ in cursors:
-            await cursor.close()
-    return None, len(cursors)
+        results = await _libpq.run_pipeline(driver, statements, begin=begin, commit=commit)
+    except dialect.loaded_dbapi.Error as error:
+        if getattr(error, "sqlstate", None) != _GUARD_SQLSTATE:
+            raise
+        await driver.rollback()
+        return pending[int(error.diag.message_primary)], len(statements)
+    for owner, result in zip(owners, results, strict=True):
+        if owner is not None and owner.result is not None:
+            compiled = owner.statement.compiled_for(dialect)
+            rows = result.rows if compiled.returning else []
+            # the result processors are made once, from the first execution's column types
+            description = result.description if rows and compiled.processors is None else None
+            owner.result._rows = _rows_of(compiled, dialect, description, rows)
+    return None, len(statements)
 
 
 _MAX_ROWS = 64  # rows in one multi-row INSERT (more go in several)
@@ -598,15 +592,8 @@ def _run_sqlite(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> 
 async def _run_psycopg(
     driver: Any, compiled: _Compiled, values: Mapping[str, Any], *, begin: bool
 ) -> tuple[Any, list[Any]]:
-    async with driver.cursor() as cursor:
-        if begin:  # BEGIN and the statement in one round trip
-            async with driver.pipeline():
-                await driver.execute(b"BEGIN")
-                await cursor.execute(compiled.sql, _parameters(compiled, values))
-        else:
-            await cursor.execute(compiled.sql, _parameters(compiled, values))
-        if not compiled.returning:
-            return None, []
-        rows = list(await cursor.fetchall())
-        # psycopg builds `description` anew at each access: only the first execution needs it
-        return (cursor.description if compiled.processors is None else None), rows
+    # with `begin`: BEGIN and the statement in one round trip
+    (result,) = await _libpq.run_pipeline(driver, [_libpq.Statement(compiled.sql, values)], begin=begin)
+    if not compiled.returning:
+        return None, []
+    return (result.description if compiled.processors is None else None), result.rows

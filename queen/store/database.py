@@ -169,8 +169,12 @@ def _begin_with_first_statement(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _autocommit(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.autocommit = True
+        driver = dbapi_connection.driver_connection
+        # the dispatch path's statements are prepared by `_libpq`, which names its own; psycopg, when it
+        # has prepared any, deallocates them ALL at each rollback (theirs with them)
+        driver.prepare_threshold = None
         # (autocommit: this SET outlives any transaction) see _GENERIC_PLANS
-        await_(dbapi_connection.driver_connection.execute(_GENERIC_PLANS))
+        await_(driver.execute(_GENERIC_PLANS))
 
     @event.listens_for(engine.sync_engine, "begin")
     def _began(connection: Connection) -> None:
