@@ -52,10 +52,18 @@ class Statement:
 
 @dataclass(slots=True)
 class StatementResult:
-    """What a statement returned: its rows as tuples and, when it has columns, (name, type oid) each."""
+    """What a statement returned: its rows as tuples and, when it has columns, (name, type oid) each
+    (`description`, made when asked: `_fast` needs it at a shape's first execution only)."""
 
     rows: list[tuple[Any, ...]]
-    description: list[tuple[str, int]] | None
+    _pgresult: Any = None
+
+    @property
+    def description(self) -> list[tuple[str, int]] | None:
+        result = self._pgresult
+        if result is None:
+            return None
+        return [((result.fname(i) or b"").decode(), result.ftype(i)) for i in range(result.nfields)]
 
 
 @dataclass(slots=True)
@@ -129,7 +137,7 @@ async def run_pipeline(
         expected.append(_Expected())
 
     groups = await _exchange(pgconn, sends)
-    results: list[StatementResult] = [StatementResult([], None) for _ in statements]
+    results: list[StatementResult] = [StatementResult([]) for _ in statements]
     failure: errors.Error | None = None
     for wanted, group in zip(expected, groups, strict=True):
         result = group[-1]
@@ -144,11 +152,7 @@ async def run_pipeline(
             known.prepared[wanted.prepared[0]] = wanted.prepared[1]
         elif wanted.index is not None and status == _ExecStatus.TUPLES_OK:
             transformer.set_pgresult(result)
-            rows = transformer.load_rows(0, result.ntuples, tuple)
-            description = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
-            results[wanted.index] = StatementResult(
-                rows, [(name, result.ftype(i)) for i, name in enumerate(description)]
-            )
+            results[wanted.index] = StatementResult(transformer.load_rows(0, result.ntuples, tuple), result)
     if failure is not None:
         raise failure
     return results
