@@ -34,6 +34,7 @@ __all__ = [
     "accepted_frame",
     "artifact_from_proto",
     "attempt_from_proto",
+    "batch_frame",
     "heartbeat_frame",
     "log_lines_frame",
     "method_from_proto",
@@ -75,7 +76,7 @@ _PULL_POLICIES = {p.value: p for p in PullPolicy}
 
 DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
 # The highest version of the stream protocol this Ant speaks (ant_service.proto, PROTOCOL VERSIONS).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 
 
@@ -354,6 +355,7 @@ def register_frame(
     labels: Mapping[str, str],
     host: str,
     resume: tuple[str, int, Sequence[str]] | None,
+    protocol_version: int = PROTOCOL_VERSION,
 ) -> Req:
     """Register; `resume` is (session_id, last_acked_sequence, held task ids) when reconnecting."""
     register = Req.Register(
@@ -364,7 +366,7 @@ def register_frame(
         version=version,
         labels=dict(labels),
         host=host,
-        protocol_version=PROTOCOL_VERSION,
+        protocol_version=min(protocol_version, PROTOCOL_VERSION),
     )
     if resume is not None:
         session_id, last_acked, held = resume
@@ -399,6 +401,11 @@ def rejected_frame(sequence: int, task_execution_id: str, reason: str) -> Req:
 
 def pong_frame(nonce: int) -> Req:
     return Req(pong=Req.Pong(nonce=nonce))
+
+
+def batch_frame(frames: list[Req]) -> Req:
+    """Protocol 3: `frames` as one message, handled by the Queen in this order."""
+    return Req(batch=Req.Batch(frames=frames))
 
 
 def _log_lines(entries: Iterable[LogEntry]) -> list[log_line_pb2.LogLine]:

@@ -18,6 +18,10 @@ the writer is ready for the next frame rather than when something happens:
 
 BULK frames are bounded: producers look at `bulk_room` and leave the rest waiting in their own bounded
 buffers (see `AttemptLog`), to be taken when there is room again.
+
+On a protocol-3 stream (`batch_with`) the writer's turn takes everything queued, in the same order, as
+one Batch frame (up to `BATCH_FRAMES` frames and `BATCH_BYTES` unless one frame is larger; a frame that
+would go over waits for the next turn): a busy stream pays gRPC's per-message cost once for many frames.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ __all__ = ["OutboundQueue"]
 
 T = TypeVar("T")
 
+# Bounds of one Batch, far below gRPC's 4 MiB message limit (ant_service.proto, PROTOCOL VERSIONS).
+BATCH_FRAMES = 64
+BATCH_BYTES = 1 << 20
+
 
 class OutboundQueue(Generic[T]):
     """Frames to send, by lane. `frames()` is the request iterator; it ends after `close()`."""
@@ -43,6 +51,9 @@ class OutboundQueue(Generic[T]):
         self._when_idle = when_idle
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._combine: Callable[[list[T]], T] | None = None
+        self._size_of: Callable[[T], int] = lambda _: 0
+        self._carried: T | None = None  # taken for a Batch it did not fit in: the next turn's first
 
     @property
     def bulk_room(self) -> int:
@@ -52,7 +63,13 @@ class OutboundQueue(Generic[T]):
     @property
     def idle(self) -> bool:
         """Nothing queued: the writer is waiting for a frame (or finishing the write of the last)."""
-        return not (self._control or self._deferred or self._bulk)
+        return not (self._control or self._deferred or self._bulk or self._carried is not None)
+
+    def batch_with(self, combine: Callable[[list[T]], T], size_of: Callable[[T], int]) -> None:
+        """From now on, send what is queued at each turn as one frame, `combine(frames)`, of frames whose
+        `size_of` adds up to at most `BATCH_BYTES`."""
+        self._combine = combine
+        self._size_of = size_of
 
     def put_control(self, frame: T) -> None:
         """Queue a control frame."""
@@ -83,7 +100,28 @@ class OutboundQueue(Generic[T]):
         self._wake()
 
     def next_frame(self) -> T | None:
-        """The frame to send now (asking `when_idle` if nothing is queued); None if there is none."""
+        """The frame to send now (asking `when_idle` if nothing is queued); None if there is none. With
+        `batch_with`, a Batch of all that is queued and fits, or a lone frame."""
+        frame = self._next_one()
+        if frame is None or self._combine is None:
+            return frame
+        following = self._next_one()
+        if following is None:
+            return frame
+        frames = [frame]
+        size = self._size_of(frame)
+        while following is not None:
+            size += self._size_of(following)
+            if size > BATCH_BYTES:
+                self._carried = following
+                break
+            frames.append(following)
+            if len(frames) == BATCH_FRAMES:
+                break
+            following = self._next_one()
+        return frames[0] if len(frames) == 1 else self._combine(frames)
+
+    def _next_one(self) -> T | None:
         frame = self._take()
         if frame is None and self._when_idle is not None and not self._closed:
             self._when_idle()
@@ -106,6 +144,9 @@ class OutboundQueue(Generic[T]):
                     self._waiter = None
 
     def _take(self) -> T | None:
+        if self._carried is not None:
+            frame, self._carried = self._carried, None
+            return frame
         if self._control:
             return self._control.popleft()
         if self._deferred is not None:

@@ -122,6 +122,14 @@ class AntSettings(BaseSettings):
         "that a short task's lines travel with its result (protocol 2); 0 sends at once. Lines never "
         "wait beyond log_flush_interval.",
     )
+    protocol_version: int = Field(
+        default=3,
+        ge=1,
+        le=3,
+        description="Highest version of the stream protocol to offer the Queen (ant_service.proto, PROTOCOL "
+        "VERSIONS); the stream uses the lower of this and the Queen's. Lower it only to compare versions "
+        "or to work around a peer's fault.",
+    )
     log_max_pending_lines: int = Field(
         default=20_000,
         ge=100,

@@ -440,6 +440,7 @@ class AntClient:
             labels=self._settings.labels,
             host=self._settings.host,
             resume=resume,
+            protocol_version=self._settings.protocol_version,
         )
 
     async def _connect_once(self) -> _End:
@@ -504,6 +505,8 @@ class AntClient:
         self._backoff.reset()
         self._backoff.limit_to(terms.heartbeat_timeout.total_seconds())
         self._connection = conn
+        if terms.protocol_version >= 3:  # what is queued at each write goes as one frame
+            out.batch_with(_convert.batch_frame, Req.ByteSize)
         self._send_heartbeat(conn)  # the first frame after Registered (section 1)
         self._to_send.update(self._attempts)  # re-send what the Queen is missing at once
         self._send_logs(conn)
@@ -584,6 +587,12 @@ class AntClient:
             self._on_ack(response.result_ack.sequence)
         elif kind == "drain":
             self._on_drain(response.drain.reason)
+        elif kind == "batch":  # protocol 3: the frames in order, each as if it had come alone
+            for frame in response.batch.frames:
+                if frame.WhichOneof("frame") == "batch":
+                    self._log.warning("queen_sent_nested_batch")
+                else:
+                    self._handle(frame, conn)
         elif kind == "registered":
             self._log.warning("queen_sent_registered_twice")
         # A frame with nothing set or of a newer kind is ignored (FRAMES).

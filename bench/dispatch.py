@@ -764,31 +764,38 @@ class StreamFigures:
     accept_round_trip: Summary  # dispatch -> TaskAccepted back in the Queen, one at a time (seconds)
     result_round_trip: Summary  # dispatch -> TaskResult back (the Ant ran the task), one at a time
     pipelined_per_s: float  # attempts/s with many in flight (the Ants' windows bound it)
-    frames_per_task: float  # frames on the stream per attempt, both directions, while pipelined
+    frames_per_task: float  # protocol frames on the stream per attempt, both directions, while pipelined
+    messages_per_task: float  # gRPC messages carrying them (fewer than frames when Batches travel)
     usage: Usage  # per attempt, over the pipelined part
 
 
 class _FrameCounter:
-    """Counts the frames of every Ant stream in both directions: what the registry receives, and what
-    the servicers' writers take from the sessions' stream handles (wrapped while counting)."""
+    """Counts the gRPC messages of every Ant stream in both directions, and the protocol's frames in them
+    (a protocol-3 Batch is one message of several frames): what the registry receives, and what the
+    servicers' writers take from the sessions' stream handles (wrapped while counting)."""
 
     def __init__(self, registry: AntRegistry) -> None:
         self._registry = registry
+        self.messages = 0
         self.frames = 0
+
+    def _count(self, frame: Any) -> None:
+        self.messages += 1
+        self.frames += len(frame.batch.frames) if frame.WhichOneof("frame") == "batch" else 1
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[None]:
         registry = self._registry
         received, take = registry.received, StreamHandle.take
 
-        def count_received(session: Any, frame: Any) -> None:
-            self.frames += 1
-            received(session, frame)
+        def count_received(session: Any, frame: Any) -> str | None:
+            self._count(frame)
+            return received(session, frame)
 
         def count_taken(stream: StreamHandle) -> Any:
             frame = take(stream)
             if frame is not None and not isinstance(frame, StreamEnd):
-                self.frames += 1
+                self._count(frame)
             return frame
 
         registry.received = count_received  # type: ignore[method-assign]
@@ -864,6 +871,7 @@ async def measure_stream(
         Summary.of(results),
         rate,
         counter.frames / pipelined,
+        counter.messages / pipelined,
         meter.per_task(reading, pipelined),
     )
 
@@ -1182,13 +1190,17 @@ def _stream_rows(figures: PassFigures, spawn: float | None) -> list[tuple[str, s
         ("raw grpc.aio echo pipelined", f"{echo.pipelined_per_s:,.0f} msg/s", f"{echo_frames:,.0f} frames/s"),
     ]
 
-    def pipelined_row(label: str, figures: StreamFigures) -> tuple[str, str, str]:
-        frames = figures.pipelined_per_s * figures.frames_per_task
-        note = (
-            f"{frames:,.0f} frames/s ({figures.frames_per_task:.1f} per task) = "
-            f"{frames / echo_frames:.2f}x echo frames/s"
+    def pipelined_rows(label: str, figures: StreamFigures) -> list[tuple[str, str, str]]:
+        messages = figures.pipelined_per_s * figures.messages_per_task
+        dispatch_rate = f"{figures.pipelined_per_s / echo.pipelined_per_s:.2f}x echo msg/s"
+        per_message = (
+            f"{figures.messages_per_task:.1f} messages, {figures.frames_per_task:.1f} frames per task; "
+            f"{messages / echo_frames:.2f}x echo frames/s"
         )
-        return (label, f"{figures.pipelined_per_s:,.1f} tasks/s", note)
+        return [
+            (label, f"{figures.pipelined_per_s:,.1f} tasks/s", dispatch_rate),
+            ("  gRPC messages on the streams", f"{messages:,.0f} /s", per_message),
+        ]
 
     if noop is not None:
         accept = f"{_us(noop.accept_round_trip.p50)} / {_us(noop.accept_round_trip.p99)}"
@@ -1204,7 +1216,7 @@ def _stream_rows(figures: PassFigures, spawn: float | None) -> list[tuple[str, s
                 result,
                 f"{noop.result_round_trip.p50 / echo.round_trip.p50:.1f}x echo round trip",
             ),
-            pipelined_row(f"no-op Ant: {NOOP_PIPELINED} in flight, no DB", noop),
+            *pipelined_rows(f"no-op Ant: {NOOP_PIPELINED} in flight, no DB", noop),
         ]
         rows += _usage_rows("no-op", noop.usage)
     accept_rt = f"{_us(stream.accept_round_trip.p50)} / {_us(stream.accept_round_trip.p99)}"
@@ -1215,16 +1227,18 @@ def _stream_rows(figures: PassFigures, spawn: float | None) -> list[tuple[str, s
         if figures.spawn_bash is not None:
             beyond = stream.result_round_trip.p50 - figures.spawn_bash.p50
             result_note += f", {_ms(beyond)} beyond `bash -c true`"
-    pipelined = pipelined_row(f"Ant stream, {STREAM_PIPELINED} in flight, no DB", stream)
+    pipelined = pipelined_rows(f"Ant stream, {STREAM_PIPELINED} in flight, no DB", stream)
     if figures.w2 is not None:
-        pipelined = (
-            *pipelined[:2],
-            f"{pipelined[2]}; W2 reaches {figures.w2.tasks_per_s / stream.pipelined_per_s:.2f}x of it",
+        label, value, note = pipelined[0]
+        pipelined[0] = (
+            label,
+            value,
+            f"{note}; W2 reaches {figures.w2.tasks_per_s / stream.pipelined_per_s:.2f}x of it",
         )
     rows += [
         ("Ant stream dispatch -> accepted (p50 / p99)", accept_rt, accept_ratio),
         ("Ant stream dispatch -> result of `true` (p50)", _ms(stream.result_round_trip.p50), result_note),
-        pipelined,
+        *pipelined,
     ]
     return rows + _usage_rows("stream", stream.usage)
 

@@ -40,7 +40,7 @@ ERR_ANT_LOST = "ERR_ANT_LOST"
 _NO_ANT_REPORT_DELAY = timedelta(seconds=0.5)
 _BUSY_REPORT_DELAY = timedelta(seconds=5)
 # The highest version of the Ant stream protocol this Queen speaks (ant_service.proto, PROTOCOL VERSIONS).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 # How long an acceptance waits for the attempt's result before it is reported on its own (see _follow).
 _ACCEPT_WRITE_DELAY = timedelta(milliseconds=10)
 
@@ -330,7 +330,7 @@ class AntRegistry:
                 "PERMISSION_DENIED", f"ant_id {register.ant_id!r} is in use by another organisation's Ant"
             )
         protocol = min(max(register.protocol_version, 1), PROTOCOL_VERSION)
-        stream = StreamHandle(fold_acks=protocol >= 2)
+        stream = StreamHandle(fold_acks=protocol >= 2, batch=protocol >= 3)
         resume = register.resume if register.HasField("resume") else None
         resumed_tasks: list[ant_service_pb2.ConnectResponse.Registered.ResumedTask] = []
         reported = set(resume.running_task_execution_ids) if resume is not None else set()
@@ -432,8 +432,20 @@ class AntRegistry:
             session.stream.send(StreamEnd.TAKEN_OVER)
             session.stream = None
 
-    def received(self, session: AntSession, frame: ant_service_pb2.ConnectRequest) -> None:
-        """Handle one frame after Register."""
+    def received(self, session: AntSession, frame: ant_service_pb2.ConnectRequest) -> str | None:
+        """Handle one message after Register: a frame, or a protocol-3 Batch frame by frame, in order.
+        A protocol error (a Batch holding a Register or a Batch) is returned, after the frames before it."""
+        if frame.WhichOneof("frame") != "batch":
+            self._received_frame(session, frame)
+            return None
+        for inner in frame.batch.frames:
+            kind = inner.WhichOneof("frame")
+            if kind in ("register", "batch"):
+                return f"a Batch may not hold a {kind.capitalize()} frame"
+            self._received_frame(session, inner)
+        return None
+
+    def _received_frame(self, session: AntSession, frame: ant_service_pb2.ConnectRequest) -> None:
         session.last_seen = time.monotonic()
         kind = frame.WhichOneof("frame")
         if kind == "heartbeat":

@@ -70,10 +70,19 @@ class StreamEnd(enum.Enum):
 
 Outgoing = ant_service_pb2.ConnectResponse | StreamEnd
 
+# A protocol-3 Batch (ant_service.proto, PROTOCOL VERSIONS) holds at most this many frames, and frames of
+# at most this many bytes in all unless a single frame is larger: far below gRPC's 4 MiB message limit.
+BATCH_FRAMES = 64
+BATCH_BYTES = 1 << 20
+
 
 class StreamHandle:
     """The outgoing side of one Connect call: frames queued by the session, for the servicer's writer
     (`take`, and `wait` when there is none), in order, except that ResultAcks wait behind the other frames.
+
+    On a protocol-3 stream (`batch`) `take` returns everything queued (up to `BATCH_FRAMES` frames and
+    `BATCH_BYTES`) as one Batch frame: gRPC writes one message at a time, each after the previous write
+    completed, so what is queued meanwhile goes in one message instead of one per frame.
 
     Why acks go last: the supervisor acknowledges a result and then dispatches the next task, and gRPC
     writes one frame at a time, each after the previous write completed (a few hundred microseconds
@@ -83,13 +92,14 @@ class StreamHandle:
     (`acked_result_sequences`): a chain of short tasks costs one frame from the Queen per task, not two.
     """
 
-    __slots__ = ("_acks", "_frames", "_waiter", "fold_acks")
+    __slots__ = ("_acks", "_frames", "_waiter", "batch", "fold_acks")
 
-    def __init__(self, *, fold_acks: bool = False) -> None:
+    def __init__(self, *, fold_acks: bool = False, batch: bool = False) -> None:
         self._frames: deque[Outgoing] = deque()
         self._acks: deque[int] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.fold_acks = fold_acks
+        self.batch = batch
 
     def send(self, frame: Outgoing) -> None:
         self._frames.append(frame)
@@ -107,7 +117,33 @@ class StreamHandle:
         return not self._frames and bool(self._acks)
 
     def take(self) -> Outgoing | None:
-        """The next frame to write; None if none is queued."""
+        """The next frame to write (on a `batch` stream, a Batch of all that is queued and fits, or a lone
+        frame); None if none is queued. A StreamEnd is never inside a Batch: it comes after it."""
+        frame = self._take_one()
+        if not self.batch or frame is None or isinstance(frame, StreamEnd) or not self._more_frames():
+            return frame
+        frames = [frame]
+        size = frame.ByteSize()
+        while len(frames) < BATCH_FRAMES and self._more_frames():
+            head = self._frames[0] if self._frames else None
+            if isinstance(head, ant_service_pb2.ConnectResponse):
+                size += head.ByteSize()
+                if size > BATCH_BYTES:
+                    break
+            following = self._take_one()
+            assert isinstance(following, ant_service_pb2.ConnectResponse)
+            frames.append(following)
+        if len(frames) == 1:
+            return frame
+        return ant_service_pb2.ConnectResponse(batch=ant_service_pb2.ConnectResponse.Batch(frames=frames))
+
+    def _more_frames(self) -> bool:
+        """A frame (not a StreamEnd) is queued."""
+        if self._frames:
+            return not isinstance(self._frames[0], StreamEnd)
+        return bool(self._acks)
+
+    def _take_one(self) -> Outgoing | None:
         if self._frames:
             frame = self._frames.popleft()
             if (

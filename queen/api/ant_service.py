@@ -118,7 +118,9 @@ class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
                 return None  # EOF: the Ant half-closed its side
             if frame.WhichOneof("frame") == "register":
                 return "Register sent twice on one stream"
-            self._registry.received(session, frame)
+            problem = self._registry.received(session, frame)
+            if problem is not None:
+                return problem
 
     async def _write(
         self,

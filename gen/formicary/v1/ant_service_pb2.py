@@ -27,7 +27,7 @@ from formicary.v1 import task_pb2 as formicary_dot_v1_dot_task__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66ormicary/v1/ant_service.proto\x12\x0c\x66ormicary.v1\x1a\x1b\x66ormicary/v1/log_line.proto\x1a\x17\x66ormicary/v1/task.proto\x1a\x1egoogle/protobuf/duration.proto\"\x8b\x0b\n\x0e\x43onnectRequest\x12\x39\n\x08register\x18\x01 \x01(\x0b\x32%.formicary.v1.ConnectRequest.RegisterH\x00\x12;\n\theartbeat\x18\x02 \x01(\x0b\x32&.formicary.v1.ConnectRequest.HeartbeatH\x00\x12\x42\n\rtask_accepted\x18\x03 \x01(\x0b\x32).formicary.v1.ConnectRequest.TaskAcceptedH\x00\x12\x42\n\rtask_rejected\x18\x04 \x01(\x0b\x32).formicary.v1.ConnectRequest.TaskRejectedH\x00\x12:\n\tlog_lines\x18\x05 \x01(\x0b\x32%.formicary.v1.ConnectRequest.LogLinesH\x00\x12>\n\x0btask_result\x18\x06 \x01(\x0b\x32\'.formicary.v1.ConnectRequest.TaskResultH\x00\x12\x31\n\x04pong\x18\x07 \x01(\x0b\x32!.formicary.v1.ConnectRequest.PongH\x00\x1a\xc5\x03\n\x08Register\x12\x0e\n\x06\x61nt_id\x18\x01 \x01(\t\x12)\n\x07methods\x18\x02 \x03(\x0e\x32\x18.formicary.v1.TaskMethod\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x14\n\x0cmax_capacity\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.formicary.v1.ConnectRequest.Register.LabelsEntry\x12\x12\n\ncredential\x18\x07 \x01(\t\x12<\n\x06resume\x18\x08 \x01(\x0b\x32,.formicary.v1.ConnectRequest.Register.Resume\x12\x0c\n\x04host\x18\t \x01(\t\x12\x18\n\x10protocol_version\x18\n \x01(\r\x1a]\n\x06Resume\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1b\n\x13last_acked_sequence\x18\x02 \x01(\x04\x12\"\n\x1arunning_task_execution_ids\x18\x03 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1an\n\tHeartbeat\x12\"\n\x1arunning_task_execution_ids\x18\x01 \x03(\t\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12\x0c\n\x04load\x18\x03 \x01(\x01\x12\x1b\n\x13last_acked_sequence\x18\x04 \x01(\x04\x1a;\n\x0cTaskAccepted\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11task_execution_id\x18\x02 \x01(\t\x1aK\n\x0cTaskRejected\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11task_execution_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a_\n\x08LogLines\x12\x19\n\x11task_execution_id\x18\x01 \x01(\t\x12\x12\n\ntask_retry\x18\x02 \x01(\x05\x12$\n\x05lines\x18\x03 \x03(\x0b\x32\x15.formicary.v1.LogLine\x1a\x86\x01\n\nTaskResult\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x1a.formicary.v1.TaskResponse\x12$\n\x05lines\x18\x03 \x03(\x0b\x32\x15.formicary.v1.LogLine\x12\x12\n\ntask_retry\x18\x04 \x01(\x05\x1a\x15\n\x04Pong\x12\r\n\x05nonce\x18\x01 \x01(\x04\x42\x07\n\x05\x66rame\"\xf3\x08\n\x0f\x43onnectResponse\x12>\n\nregistered\x18\x01 \x01(\x0b\x32(.formicary.v1.ConnectResponse.RegisteredH\x00\x12\x43\n\rdispatch_task\x18\x02 \x01(\x0b\x32*.formicary.v1.ConnectResponse.DispatchTaskH\x00\x12?\n\x0b\x63\x61ncel_task\x18\x03 \x01(\x0b\x32(.formicary.v1.ConnectResponse.CancelTaskH\x00\x12\x34\n\x05\x64rain\x18\x04 \x01(\x0b\x32#.formicary.v1.ConnectResponse.DrainH\x00\x12\x32\n\x04ping\x18\x05 \x01(\x0b\x32\".formicary.v1.ConnectResponse.PingH\x00\x12=\n\nresult_ack\x18\x06 \x01(\x0b\x32\'.formicary.v1.ConnectResponse.ResultAckH\x00\x1a\xf1\x03\n\nRegistered\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12K\n\rresumed_tasks\x18\x03 \x03(\x0b\x32\x34.formicary.v1.ConnectResponse.Registered.ResumedTask\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rping_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x44\n\x06\x63onfig\x18\x07 \x03(\x0b\x32\x34.formicary.v1.ConnectResponse.Registered.ConfigEntry\x12\x18\n\x10protocol_version\x18\x08 \x01(\r\x1a\x43\n\x0bResumedTask\x12\x19\n\x11task_execution_id\x18\x01 \x01(\t\x12\x19\n\x11last_log_sequence\x18\x02 \x01(\x04\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1al\n\x0c\x44ispatchTask\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.formicary.v1.TaskRequest\x12\x1e\n\x16\x61\x63ked_result_sequences\x18\x03 \x03(\x04\x1a\x37\n\nCancelTask\x12\x19\n\x11task_execution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x1a\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\x1a\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\x1a\x1d\n\tResultAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x42\x07\n\x05\x66rame2X\n\nAntService\x12J\n\x07\x43onnect\x12\x1c.formicary.v1.ConnectRequest\x1a\x1d.formicary.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66ormicary/v1/ant_service.proto\x12\x0c\x66ormicary.v1\x1a\x1b\x66ormicary/v1/log_line.proto\x1a\x17\x66ormicary/v1/task.proto\x1a\x1egoogle/protobuf/duration.proto\"\xf7\x0b\n\x0e\x43onnectRequest\x12\x39\n\x08register\x18\x01 \x01(\x0b\x32%.formicary.v1.ConnectRequest.RegisterH\x00\x12;\n\theartbeat\x18\x02 \x01(\x0b\x32&.formicary.v1.ConnectRequest.HeartbeatH\x00\x12\x42\n\rtask_accepted\x18\x03 \x01(\x0b\x32).formicary.v1.ConnectRequest.TaskAcceptedH\x00\x12\x42\n\rtask_rejected\x18\x04 \x01(\x0b\x32).formicary.v1.ConnectRequest.TaskRejectedH\x00\x12:\n\tlog_lines\x18\x05 \x01(\x0b\x32%.formicary.v1.ConnectRequest.LogLinesH\x00\x12>\n\x0btask_result\x18\x06 \x01(\x0b\x32\'.formicary.v1.ConnectRequest.TaskResultH\x00\x12\x31\n\x04pong\x18\x07 \x01(\x0b\x32!.formicary.v1.ConnectRequest.PongH\x00\x12\x33\n\x05\x62\x61tch\x18\x08 \x01(\x0b\x32\".formicary.v1.ConnectRequest.BatchH\x00\x1a\xc5\x03\n\x08Register\x12\x0e\n\x06\x61nt_id\x18\x01 \x01(\t\x12)\n\x07methods\x18\x02 \x03(\x0e\x32\x18.formicary.v1.TaskMethod\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x14\n\x0cmax_capacity\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x41\n\x06labels\x18\x06 \x03(\x0b\x32\x31.formicary.v1.ConnectRequest.Register.LabelsEntry\x12\x12\n\ncredential\x18\x07 \x01(\t\x12<\n\x06resume\x18\x08 \x01(\x0b\x32,.formicary.v1.ConnectRequest.Register.Resume\x12\x0c\n\x04host\x18\t \x01(\t\x12\x18\n\x10protocol_version\x18\n \x01(\r\x1a]\n\x06Resume\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1b\n\x13last_acked_sequence\x18\x02 \x01(\x04\x12\"\n\x1arunning_task_execution_ids\x18\x03 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1an\n\tHeartbeat\x12\"\n\x1arunning_task_execution_ids\x18\x01 \x03(\t\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12\x0c\n\x04load\x18\x03 \x01(\x01\x12\x1b\n\x13last_acked_sequence\x18\x04 \x01(\x04\x1a;\n\x0cTaskAccepted\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11task_execution_id\x18\x02 \x01(\t\x1aK\n\x0cTaskRejected\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11task_execution_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a_\n\x08LogLines\x12\x19\n\x11task_execution_id\x18\x01 \x01(\t\x12\x12\n\ntask_retry\x18\x02 \x01(\x05\x12$\n\x05lines\x18\x03 \x03(\x0b\x32\x15.formicary.v1.LogLine\x1a\x86\x01\n\nTaskResult\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x1a.formicary.v1.TaskResponse\x12$\n\x05lines\x18\x03 \x03(\x0b\x32\x15.formicary.v1.LogLine\x12\x12\n\ntask_retry\x18\x04 \x01(\x05\x1a\x15\n\x04Pong\x12\r\n\x05nonce\x18\x01 \x01(\x04\x1a\x35\n\x05\x42\x61tch\x12,\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1c.formicary.v1.ConnectRequestB\x07\n\x05\x66rame\"\xe1\t\n\x0f\x43onnectResponse\x12>\n\nregistered\x18\x01 \x01(\x0b\x32(.formicary.v1.ConnectResponse.RegisteredH\x00\x12\x43\n\rdispatch_task\x18\x02 \x01(\x0b\x32*.formicary.v1.ConnectResponse.DispatchTaskH\x00\x12?\n\x0b\x63\x61ncel_task\x18\x03 \x01(\x0b\x32(.formicary.v1.ConnectResponse.CancelTaskH\x00\x12\x34\n\x05\x64rain\x18\x04 \x01(\x0b\x32#.formicary.v1.ConnectResponse.DrainH\x00\x12\x32\n\x04ping\x18\x05 \x01(\x0b\x32\".formicary.v1.ConnectResponse.PingH\x00\x12=\n\nresult_ack\x18\x06 \x01(\x0b\x32\'.formicary.v1.ConnectResponse.ResultAckH\x00\x12\x34\n\x05\x62\x61tch\x18\x07 \x01(\x0b\x32#.formicary.v1.ConnectResponse.BatchH\x00\x1a\xf1\x03\n\nRegistered\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12K\n\rresumed_tasks\x18\x03 \x03(\x0b\x32\x34.formicary.v1.ConnectResponse.Registered.ResumedTask\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11heartbeat_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rping_interval\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x44\n\x06\x63onfig\x18\x07 \x03(\x0b\x32\x34.formicary.v1.ConnectResponse.Registered.ConfigEntry\x12\x18\n\x10protocol_version\x18\x08 \x01(\r\x1a\x43\n\x0bResumedTask\x12\x19\n\x11task_execution_id\x18\x01 \x01(\t\x12\x19\n\x11last_log_sequence\x18\x02 \x01(\x04\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1al\n\x0c\x44ispatchTask\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.formicary.v1.TaskRequest\x12\x1e\n\x16\x61\x63ked_result_sequences\x18\x03 \x03(\x04\x1a\x37\n\nCancelTask\x12\x19\n\x11task_execution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x1a\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\x1a\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\x1a\x1d\n\tResultAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x1a\x36\n\x05\x42\x61tch\x12-\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1d.formicary.v1.ConnectResponseB\x07\n\x05\x66rame2X\n\nAntService\x12J\n\x07\x43onnect\x12\x1c.formicary.v1.ConnectRequest\x1a\x1d.formicary.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,43 +39,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTRESPONSE_REGISTERED_CONFIGENTRY']._loaded_options = None
   _globals['_CONNECTRESPONSE_REGISTERED_CONFIGENTRY']._serialized_options = b'8\001'
   _globals['_CONNECTREQUEST']._serialized_start=135
-  _globals['_CONNECTREQUEST']._serialized_end=1554
-  _globals['_CONNECTREQUEST_REGISTER']._serialized_start=585
-  _globals['_CONNECTREQUEST_REGISTER']._serialized_end=1038
-  _globals['_CONNECTREQUEST_REGISTER_RESUME']._serialized_start=898
-  _globals['_CONNECTREQUEST_REGISTER_RESUME']._serialized_end=991
-  _globals['_CONNECTREQUEST_REGISTER_LABELSENTRY']._serialized_start=993
-  _globals['_CONNECTREQUEST_REGISTER_LABELSENTRY']._serialized_end=1038
-  _globals['_CONNECTREQUEST_HEARTBEAT']._serialized_start=1040
-  _globals['_CONNECTREQUEST_HEARTBEAT']._serialized_end=1150
-  _globals['_CONNECTREQUEST_TASKACCEPTED']._serialized_start=1152
-  _globals['_CONNECTREQUEST_TASKACCEPTED']._serialized_end=1211
-  _globals['_CONNECTREQUEST_TASKREJECTED']._serialized_start=1213
-  _globals['_CONNECTREQUEST_TASKREJECTED']._serialized_end=1288
-  _globals['_CONNECTREQUEST_LOGLINES']._serialized_start=1290
-  _globals['_CONNECTREQUEST_LOGLINES']._serialized_end=1385
-  _globals['_CONNECTREQUEST_TASKRESULT']._serialized_start=1388
-  _globals['_CONNECTREQUEST_TASKRESULT']._serialized_end=1522
-  _globals['_CONNECTREQUEST_PONG']._serialized_start=1524
-  _globals['_CONNECTREQUEST_PONG']._serialized_end=1545
-  _globals['_CONNECTRESPONSE']._serialized_start=1557
-  _globals['_CONNECTRESPONSE']._serialized_end=2696
-  _globals['_CONNECTRESPONSE_REGISTERED']._serialized_start=1944
-  _globals['_CONNECTRESPONSE_REGISTERED']._serialized_end=2441
-  _globals['_CONNECTRESPONSE_REGISTERED_RESUMEDTASK']._serialized_start=2327
-  _globals['_CONNECTRESPONSE_REGISTERED_RESUMEDTASK']._serialized_end=2394
-  _globals['_CONNECTRESPONSE_REGISTERED_CONFIGENTRY']._serialized_start=2396
-  _globals['_CONNECTRESPONSE_REGISTERED_CONFIGENTRY']._serialized_end=2441
-  _globals['_CONNECTRESPONSE_DISPATCHTASK']._serialized_start=2443
-  _globals['_CONNECTRESPONSE_DISPATCHTASK']._serialized_end=2551
-  _globals['_CONNECTRESPONSE_CANCELTASK']._serialized_start=2553
-  _globals['_CONNECTRESPONSE_CANCELTASK']._serialized_end=2608
-  _globals['_CONNECTRESPONSE_DRAIN']._serialized_start=2610
-  _globals['_CONNECTRESPONSE_DRAIN']._serialized_end=2633
-  _globals['_CONNECTRESPONSE_PING']._serialized_start=2635
-  _globals['_CONNECTRESPONSE_PING']._serialized_end=2656
-  _globals['_CONNECTRESPONSE_RESULTACK']._serialized_start=2658
-  _globals['_CONNECTRESPONSE_RESULTACK']._serialized_end=2687
-  _globals['_ANTSERVICE']._serialized_start=2698
-  _globals['_ANTSERVICE']._serialized_end=2786
+  _globals['_CONNECTREQUEST']._serialized_end=1662
+  _globals['_CONNECTREQUEST_REGISTER']._serialized_start=638
+  _globals['_CONNECTREQUEST_REGISTER']._serialized_end=1091
+  _globals['_CONNECTREQUEST_REGISTER_RESUME']._serialized_start=951
+  _globals['_CONNECTREQUEST_REGISTER_RESUME']._serialized_end=1044
+  _globals['_CONNECTREQUEST_REGISTER_LABELSENTRY']._serialized_start=1046
+  _globals['_CONNECTREQUEST_REGISTER_LABELSENTRY']._serialized_end=1091
+  _globals['_CONNECTREQUEST_HEARTBEAT']._serialized_start=1093
+  _globals['_CONNECTREQUEST_HEARTBEAT']._serialized_end=1203
+  _globals['_CONNECTREQUEST_TASKACCEPTED']._serialized_start=1205
+  _globals['_CONNECTREQUEST_TASKACCEPTED']._serialized_end=1264
+  _globals['_CONNECTREQUEST_TASKREJECTED']._serialized_start=1266
+  _globals['_CONNECTREQUEST_TASKREJECTED']._serialized_end=1341
+  _globals['_CONNECTREQUEST_LOGLINES']._serialized_start=1343
+  _globals['_CONNECTREQUEST_LOGLINES']._serialized_end=1438
+  _globals['_CONNECTREQUEST_TASKRESULT']._serialized_start=1441
+  _globals['_CONNECTREQUEST_TASKRESULT']._serialized_end=1575
+  _globals['_CONNECTREQUEST_PONG']._serialized_start=1577
+  _globals['_CONNECTREQUEST_PONG']._serialized_end=1598
+  _globals['_CONNECTREQUEST_BATCH']._serialized_start=1600
+  _globals['_CONNECTREQUEST_BATCH']._serialized_end=1653
+  _globals['_CONNECTRESPONSE']._serialized_start=1665
+  _globals['_CONNECTRESPONSE']._serialized_end=2914
+  _globals['_CONNECTRESPONSE_REGISTERED']._serialized_start=2106
+  _globals['_CONNECTRESPONSE_REGISTERED']._serialized_end=2603
+  _globals['_CONNECTRESPONSE_REGISTERED_RESUMEDTASK']._serialized_start=2489
+  _globals['_CONNECTRESPONSE_REGISTERED_RESUMEDTASK']._serialized_end=2556
+  _globals['_CONNECTRESPONSE_REGISTERED_CONFIGENTRY']._serialized_start=2558
+  _globals['_CONNECTRESPONSE_REGISTERED_CONFIGENTRY']._serialized_end=2603
+  _globals['_CONNECTRESPONSE_DISPATCHTASK']._serialized_start=2605
+  _globals['_CONNECTRESPONSE_DISPATCHTASK']._serialized_end=2713
+  _globals['_CONNECTRESPONSE_CANCELTASK']._serialized_start=2715
+  _globals['_CONNECTRESPONSE_CANCELTASK']._serialized_end=2770
+  _globals['_CONNECTRESPONSE_DRAIN']._serialized_start=2772
+  _globals['_CONNECTRESPONSE_DRAIN']._serialized_end=2795
+  _globals['_CONNECTRESPONSE_PING']._serialized_start=2797
+  _globals['_CONNECTRESPONSE_PING']._serialized_end=2818
+  _globals['_CONNECTRESPONSE_RESULTACK']._serialized_start=2820
+  _globals['_CONNECTRESPONSE_RESULTACK']._serialized_end=2849
+  _globals['_CONNECTRESPONSE_BATCH']._serialized_start=2851
+  _globals['_CONNECTRESPONSE_BATCH']._serialized_end=2905
+  _globals['_ANTSERVICE']._serialized_start=2916
+  _globals['_ANTSERVICE']._serialized_end=3004
 # @@protoc_insertion_point(module_scope)

@@ -108,7 +108,7 @@ class ConnectRequest(_message.Message):
         host: _builtins.str
         """Host name of the machine; reported as TaskExecution.ant_host."""
         protocol_version: _builtins.int
-        """Highest version of this protocol the Ant speaks (1 or 2; 0 means 1), see PROTOCOL VERSIONS."""
+        """Highest version of this protocol the Ant speaks (1 to 3; 0 means 1), see PROTOCOL VERSIONS."""
         @_builtins.property
         def methods(self) -> _containers.RepeatedScalarFieldContainer[_task_pb2.TaskMethod.ValueType]:
             """Methods the Ant runs; tasks of other methods are never dispatched to it."""
@@ -323,6 +323,28 @@ class ConnectRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class Batch(_message.Message):
+        """Protocol 3: Batch carries several frames in one message (PROTOCOL VERSIONS)."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        FRAMES_FIELD_NUMBER: _builtins.int
+        @_builtins.property
+        def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectRequest]:
+            """The frames, in the order they were queued; none is itself a Batch or a Register."""
+
+        def __init__(
+            self,
+            *,
+            frames: _abc.Iterable[Global___ConnectRequest] | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REGISTER_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     TASK_ACCEPTED_FIELD_NUMBER: _builtins.int
@@ -330,6 +352,7 @@ class ConnectRequest(_message.Message):
     LOG_LINES_FIELD_NUMBER: _builtins.int
     TASK_RESULT_FIELD_NUMBER: _builtins.int
     PONG_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___ConnectRequest.Register:
         """First frame of every stream."""
@@ -358,6 +381,10 @@ class ConnectRequest(_message.Message):
     def pong(self) -> Global___ConnectRequest.Pong:
         """Answer to a Ping."""
 
+    @_builtins.property
+    def batch(self) -> Global___ConnectRequest.Batch:
+        """Protocol 3: several of the above in one message."""
+
     def __init__(
         self,
         *,
@@ -368,12 +395,13 @@ class ConnectRequest(_message.Message):
         log_lines: Global___ConnectRequest.LogLines | None = ...,
         task_result: Global___ConnectRequest.TaskResult | None = ...,
         pong: Global___ConnectRequest.Pong | None = ...,
+        batch: Global___ConnectRequest.Batch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "heartbeat", b"heartbeat", "log_lines", b"log_lines", "pong", b"pong", "register", b"register", "task_accepted", b"task_accepted", "task_rejected", b"task_rejected", "task_result", b"task_result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "frame", b"frame", "heartbeat", b"heartbeat", "log_lines", b"log_lines", "pong", b"pong", "register", b"register", "task_accepted", b"task_accepted", "task_rejected", b"task_rejected", "task_result", b"task_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "heartbeat", b"heartbeat", "log_lines", b"log_lines", "pong", b"pong", "register", b"register", "task_accepted", b"task_accepted", "task_rejected", b"task_rejected", "task_result", b"task_result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "frame", b"frame", "heartbeat", b"heartbeat", "log_lines", b"log_lines", "pong", b"pong", "register", b"register", "task_accepted", b"task_accepted", "task_rejected", b"task_rejected", "task_result", b"task_result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["register", "heartbeat", "task_accepted", "task_rejected", "log_lines", "task_result", "pong"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["register", "heartbeat", "task_accepted", "task_rejected", "log_lines", "task_result", "pong", "batch"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -611,12 +639,35 @@ class ConnectResponse(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class Batch(_message.Message):
+        """Protocol 3: Batch carries several frames in one message (PROTOCOL VERSIONS)."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        FRAMES_FIELD_NUMBER: _builtins.int
+        @_builtins.property
+        def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectResponse]:
+            """The frames, in the order they were queued; none is itself a Batch or a Registered."""
+
+        def __init__(
+            self,
+            *,
+            frames: _abc.Iterable[Global___ConnectResponse] | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REGISTERED_FIELD_NUMBER: _builtins.int
     DISPATCH_TASK_FIELD_NUMBER: _builtins.int
     CANCEL_TASK_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
     RESULT_ACK_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___ConnectResponse.Registered:
         """First frame of every stream: answer to Register."""
@@ -641,6 +692,10 @@ class ConnectResponse(_message.Message):
     def result_ack(self) -> Global___ConnectResponse.ResultAck:
         """A TaskResult was committed."""
 
+    @_builtins.property
+    def batch(self) -> Global___ConnectResponse.Batch:
+        """Protocol 3: several of the above in one message."""
+
     def __init__(
         self,
         *,
@@ -650,12 +705,13 @@ class ConnectResponse(_message.Message):
         drain: Global___ConnectResponse.Drain | None = ...,
         ping: Global___ConnectResponse.Ping | None = ...,
         result_ack: Global___ConnectResponse.ResultAck | None = ...,
+        batch: Global___ConnectResponse.Batch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_task", b"cancel_task", "dispatch_task", b"dispatch_task", "drain", b"drain", "frame", b"frame", "ping", b"ping", "registered", b"registered", "result_ack", b"result_ack"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "cancel_task", b"cancel_task", "dispatch_task", b"dispatch_task", "drain", b"drain", "frame", b"frame", "ping", b"ping", "registered", b"registered", "result_ack", b"result_ack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_task", b"cancel_task", "dispatch_task", b"dispatch_task", "drain", b"drain", "frame", b"frame", "ping", b"ping", "registered", b"registered", "result_ack", b"result_ack"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "cancel_task", b"cancel_task", "dispatch_task", b"dispatch_task", "drain", b"drain", "frame", b"frame", "ping", b"ping", "registered", b"registered", "result_ack", b"result_ack"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["registered", "dispatch_task", "cancel_task", "drain", "ping", "result_ack"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["registered", "dispatch_task", "cancel_task", "drain", "ping", "result_ack", "batch"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 

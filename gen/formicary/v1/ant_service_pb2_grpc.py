@@ -39,7 +39,8 @@ class AntServiceStub:
     exactly one member of its `frame` oneof. Frames in one direction arrive in the order they were sent;
     there is no ordering between the two directions. A receiver ignores a frame with no member set or with
     a member it does not know (a newer peer), so new frame kinds can be added compatibly. Every frame must
-    stay under 4 MiB (gRPC's default limit): batch log lines accordingly.
+    stay under 4 MiB (gRPC's default limit): batch log lines accordingly. On a protocol-3 stream a frame may
+    be a Batch: several frames sent as one gRPC message (see PROTOCOL VERSIONS).
 
     AUTHENTICATION. The call carries the Ant's credential as `authorization: Bearer <token>` metadata, or,
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
@@ -52,7 +53,14 @@ class AntServiceStub:
     instead of separate ResultAck frames (section 5);
     - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
     LogLines frame just before it (section 6).
-    The Heartbeat rule of section 3 holds in both versions.
+    The Heartbeat rule of section 3 holds in every version.
+    Version 3 adds Batch (both directions): a frame whose `batch.frames` are frames of the same direction,
+    handled in their order exactly as if each had arrived on its own (every rule below applies to each
+    of them as a frame; a Batch says nothing more). A sender batches what it has queued when gRPC is ready
+    for its next message, so a busy stream pays gRPC's per-message cost once for many frames; a lone frame
+    is sent bare. A Batch never holds a Batch, a Register or a Registered, and stays under 4 MiB. Only a
+    peer that negotiated version 3 may send one; the Queen ends a stream whose Batch holds a Batch or a
+    Register with INVALID_ARGUMENT.
 
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:
@@ -191,7 +199,8 @@ class AntServiceServicer:
     exactly one member of its `frame` oneof. Frames in one direction arrive in the order they were sent;
     there is no ordering between the two directions. A receiver ignores a frame with no member set or with
     a member it does not know (a newer peer), so new frame kinds can be added compatibly. Every frame must
-    stay under 4 MiB (gRPC's default limit): batch log lines accordingly.
+    stay under 4 MiB (gRPC's default limit): batch log lines accordingly. On a protocol-3 stream a frame may
+    be a Batch: several frames sent as one gRPC message (see PROTOCOL VERSIONS).
 
     AUTHENTICATION. The call carries the Ant's credential as `authorization: Bearer <token>` metadata, or,
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
@@ -204,7 +213,14 @@ class AntServiceServicer:
     instead of separate ResultAck frames (section 5);
     - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
     LogLines frame just before it (section 6).
-    The Heartbeat rule of section 3 holds in both versions.
+    The Heartbeat rule of section 3 holds in every version.
+    Version 3 adds Batch (both directions): a frame whose `batch.frames` are frames of the same direction,
+    handled in their order exactly as if each had arrived on its own (every rule below applies to each
+    of them as a frame; a Batch says nothing more). A sender batches what it has queued when gRPC is ready
+    for its next message, so a busy stream pays gRPC's per-message cost once for many frames; a lone frame
+    is sent bare. A Batch never holds a Batch, a Register or a Registered, and stays under 4 MiB. Only a
+    peer that negotiated version 3 may send one; the Queen ends a stream whose Batch holds a Batch or a
+    Register with INVALID_ARGUMENT.
 
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:
@@ -354,7 +370,8 @@ class AntService:
     exactly one member of its `frame` oneof. Frames in one direction arrive in the order they were sent;
     there is no ordering between the two directions. A receiver ignores a frame with no member set or with
     a member it does not know (a newer peer), so new frame kinds can be added compatibly. Every frame must
-    stay under 4 MiB (gRPC's default limit): batch log lines accordingly.
+    stay under 4 MiB (gRPC's default limit): batch log lines accordingly. On a protocol-3 stream a frame may
+    be a Batch: several frames sent as one gRPC message (see PROTOCOL VERSIONS).
 
     AUTHENTICATION. The call carries the Ant's credential as `authorization: Bearer <token>` metadata, or,
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
@@ -367,7 +384,14 @@ class AntService:
     instead of separate ResultAck frames (section 5);
     - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
     LogLines frame just before it (section 6).
-    The Heartbeat rule of section 3 holds in both versions.
+    The Heartbeat rule of section 3 holds in every version.
+    Version 3 adds Batch (both directions): a frame whose `batch.frames` are frames of the same direction,
+    handled in their order exactly as if each had arrived on its own (every rule below applies to each
+    of them as a frame; a Batch says nothing more). A sender batches what it has queued when gRPC is ready
+    for its next message, so a busy stream pays gRPC's per-message cost once for many frames; a lone frame
+    is sent bare. A Batch never holds a Batch, a Register or a Registered, and stays under 4 MiB. Only a
+    peer that negotiated version 3 may send one; the Queen ends a stream whose Batch holds a Batch or a
+    Register with INVALID_ARGUMENT.
 
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:

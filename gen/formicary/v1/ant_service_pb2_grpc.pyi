@@ -40,7 +40,8 @@ class AntServiceStub:
     exactly one member of its `frame` oneof. Frames in one direction arrive in the order they were sent;
     there is no ordering between the two directions. A receiver ignores a frame with no member set or with
     a member it does not know (a newer peer), so new frame kinds can be added compatibly. Every frame must
-    stay under 4 MiB (gRPC's default limit): batch log lines accordingly.
+    stay under 4 MiB (gRPC's default limit): batch log lines accordingly. On a protocol-3 stream a frame may
+    be a Batch: several frames sent as one gRPC message (see PROTOCOL VERSIONS).
 
     AUTHENTICATION. The call carries the Ant's credential as `authorization: Bearer <token>` metadata, or,
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
@@ -53,7 +54,14 @@ class AntServiceStub:
       instead of separate ResultAck frames (section 5);
     - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
       LogLines frame just before it (section 6).
-    The Heartbeat rule of section 3 holds in both versions.
+    The Heartbeat rule of section 3 holds in every version.
+    Version 3 adds Batch (both directions): a frame whose `batch.frames` are frames of the same direction,
+    handled in their order exactly as if each had arrived on its own (every rule below applies to each
+    of them as a frame; a Batch says nothing more). A sender batches what it has queued when gRPC is ready
+    for its next message, so a busy stream pays gRPC's per-message cost once for many frames; a lone frame
+    is sent bare. A Batch never holds a Batch, a Register or a Registered, and stays under 4 MiB. Only a
+    peer that negotiated version 3 may send one; the Queen ends a stream whose Batch holds a Batch or a
+    Register with INVALID_ARGUMENT.
 
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:
@@ -189,7 +197,8 @@ class AntServiceAsyncStub(AntServiceStub):
     exactly one member of its `frame` oneof. Frames in one direction arrive in the order they were sent;
     there is no ordering between the two directions. A receiver ignores a frame with no member set or with
     a member it does not know (a newer peer), so new frame kinds can be added compatibly. Every frame must
-    stay under 4 MiB (gRPC's default limit): batch log lines accordingly.
+    stay under 4 MiB (gRPC's default limit): batch log lines accordingly. On a protocol-3 stream a frame may
+    be a Batch: several frames sent as one gRPC message (see PROTOCOL VERSIONS).
 
     AUTHENTICATION. The call carries the Ant's credential as `authorization: Bearer <token>` metadata, or,
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
@@ -202,7 +211,14 @@ class AntServiceAsyncStub(AntServiceStub):
       instead of separate ResultAck frames (section 5);
     - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
       LogLines frame just before it (section 6).
-    The Heartbeat rule of section 3 holds in both versions.
+    The Heartbeat rule of section 3 holds in every version.
+    Version 3 adds Batch (both directions): a frame whose `batch.frames` are frames of the same direction,
+    handled in their order exactly as if each had arrived on its own (every rule below applies to each
+    of them as a frame; a Batch says nothing more). A sender batches what it has queued when gRPC is ready
+    for its next message, so a busy stream pays gRPC's per-message cost once for many frames; a lone frame
+    is sent bare. A Batch never holds a Batch, a Register or a Registered, and stays under 4 MiB. Only a
+    peer that negotiated version 3 may send one; the Queen ends a stream whose Batch holds a Batch or a
+    Register with INVALID_ARGUMENT.
 
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:
@@ -334,7 +350,8 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
     exactly one member of its `frame` oneof. Frames in one direction arrive in the order they were sent;
     there is no ordering between the two directions. A receiver ignores a frame with no member set or with
     a member it does not know (a newer peer), so new frame kinds can be added compatibly. Every frame must
-    stay under 4 MiB (gRPC's default limit): batch log lines accordingly.
+    stay under 4 MiB (gRPC's default limit): batch log lines accordingly. On a protocol-3 stream a frame may
+    be a Batch: several frames sent as one gRPC message (see PROTOCOL VERSIONS).
 
     AUTHENTICATION. The call carries the Ant's credential as `authorization: Bearer <token>` metadata, or,
     for clients that cannot set metadata, in Register.credential. A bad credential ends the stream with
@@ -347,7 +364,14 @@ class AntServiceServicer(metaclass=_abc_1.ABCMeta):
       instead of separate ResultAck frames (section 5);
     - TaskResult.lines: the Ant may carry an attempt's last log lines in its TaskResult instead of a
       LogLines frame just before it (section 6).
-    The Heartbeat rule of section 3 holds in both versions.
+    The Heartbeat rule of section 3 holds in every version.
+    Version 3 adds Batch (both directions): a frame whose `batch.frames` are frames of the same direction,
+    handled in their order exactly as if each had arrived on its own (every rule below applies to each
+    of them as a frame; a Batch says nothing more). A sender batches what it has queued when gRPC is ready
+    for its next message, so a busy stream pays gRPC's per-message cost once for many frames; a lone frame
+    is sent bare. A Batch never holds a Batch, a Register or a Registered, and stays under 4 MiB. Only a
+    peer that negotiated version 3 may send one; the Queen ends a stream whose Batch holds a Batch or a
+    Register with INVALID_ARGUMENT.
 
     SESSIONS AND SEQUENCE NUMBERS. The Queen keeps a session per connected Ant (session_id), stored in its
     database so that any Queen of the installation can resume it. Two independent counters exist:

@@ -27,11 +27,13 @@ class _End:
 
 
 class QueenStream:
-    """One Connect call, seen from the Queen: every frame the Ant sent, in order, in `received`."""
+    """One Connect call, seen from the Queen: every frame the Ant sent, in order, in `received` (the
+    frames of a protocol-3 Batch one by one, as the Queen handles them; `batches` has each Batch's kinds)."""
 
     def __init__(self, metadata: dict[str, str]) -> None:
         self.metadata = metadata
         self.received: list[Req] = []
+        self.batches: list[list[str]] = []
         self._inbox: asyncio.Queue[Req | None] = asyncio.Queue()
         self._outbox: asyncio.Queue[Resp | _End] = asyncio.Queue()
         self.half_closed = asyncio.Event()
@@ -83,8 +85,13 @@ class QueenStream:
                 if self.close_on_half_close:  # as the Queen does after a drain (section 9)
                     self.end(grpc.StatusCode.OK)
                 return
-            self.received.append(frame)
-            self._inbox.put_nowait(frame)
+            frames = [frame]
+            if frame.WhichOneof("frame") == "batch":
+                frames = list(frame.batch.frames)
+                self.batches.append([inner.WhichOneof("frame") or "" for inner in frames])
+            for one in frames:
+                self.received.append(one)
+                self._inbox.put_nowait(one)
 
 
 def _task_of(frame: Req) -> str | None:

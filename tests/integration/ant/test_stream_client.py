@@ -31,6 +31,7 @@ from tests.fixtures.waiting import assert_eventually
 from tests.integration.ant.fake_queen import (
     QueenStream,
     Req,
+    Resp,
     ack,
     cancel,
     dispatch,
@@ -122,7 +123,7 @@ async def test_registers_runs_a_shell_task_and_reports_it_in_order(tmp_path: Pat
         assert list(register.tags) == ["linux"]
         assert dict(register.labels) == {"zone": "test"}
         assert register.max_capacity == 2
-        assert register.protocol_version == 2
+        assert register.protocol_version == 3
         assert register.host
         assert register.version
         assert not register.HasField("resume")
@@ -180,7 +181,7 @@ async def test_protocol_2_carries_the_last_lines_in_the_result_and_acks_in_a_dis
         AntClient(ant_settings(queen.address, tmp_path, capacity=4), registry),
     ):
         stream = await queen.next_stream()
-        assert (await stream.next("register")).register.protocol_version == 2
+        assert (await stream.next("register")).register.protocol_version == 3
         stream.send(registered("s1", protocol_version=2))
         await stream.next("heartbeat")
         results = []
@@ -208,6 +209,50 @@ async def test_protocol_2_carries_the_last_lines_in_the_result_and_acks_in_a_dis
 
         await until(lambda: len(beats()) == 2)
         assert beats() == [[], ["t3"]]
+
+
+async def test_protocol_3_frames_travel_in_batches_both_ways(tmp_path: Path) -> None:
+    """A Batch from the Queen is handled frame by frame, in order; what the Ant queues while handling it
+    (three TaskAccepted) leaves as one Batch (ant_service.proto, PROTOCOL VERSIONS)."""
+    gated = GatedExecutor()
+    registry = ExecutorRegistry({Method.SHELL: gated})
+    async with (
+        running_queen() as queen,
+        AntClient(ant_settings(queen.address, tmp_path, capacity=4), registry),
+    ):
+        stream = await queen.next_stream()
+        await connect(stream, protocol_version=3)
+        assert stream.batches == []  # a lone frame (the first Heartbeat) is sent bare
+
+        dispatches = [dispatch(n, task, "echo") for n, task in enumerate(("a", "b", "c"), start=1)]
+        stream.send(Resp(batch=Resp.Batch(frames=dispatches)))
+        answers = [(await stream.next("task_accepted")).task_accepted for _ in range(3)]
+        assert [(a.sequence, a.task_execution_id) for a in answers] == [(1, "a"), (2, "b"), (3, "c")]
+        assert stream.batches[0][:3] == ["task_accepted"] * 3
+
+        for task in ("a", "b", "c"):
+            gated.gates[task].set()
+        results = {}
+        for _ in range(3):
+            result = (await stream.next("task_result")).task_result
+            results[result.response.task_execution_id] = result.sequence
+        assert sorted(results) == ["a", "b", "c"]
+
+        # acks and a ping in one Batch: each handled as if it came alone
+        stream.send(Resp(batch=Resp.Batch(frames=[*(ack(n) for n in results.values()), ping(7)])))
+        assert (await stream.next("pong")).pong.nonce == 7
+        beat = await stream.next_heartbeat(lambda b: not b.running_task_execution_ids)
+        assert beat.free_slots == 4
+
+
+async def test_an_ant_offers_the_protocol_version_it_is_told(tmp_path: Path) -> None:
+    registry = ExecutorRegistry({Method.SHELL: GatedExecutor()})
+    async with (
+        running_queen() as queen,
+        AntClient(ant_settings(queen.address, tmp_path, protocol_version=2), registry),
+    ):
+        stream = await queen.next_stream()
+        assert (await stream.next("register")).register.protocol_version == 2
 
 
 async def test_a_short_tasks_lines_linger_into_its_result_a_long_tasks_go_out_while_it_runs(

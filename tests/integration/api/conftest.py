@@ -145,10 +145,15 @@ async def failure(call: Awaitable[Message]) -> Failure:
 
 class ScriptedAnt:
     """An Ant driven by the test over the real AntService stream: it registers SHELL, offers one slot,
-    and answers each dispatch with the log lines and result it is given."""
+    and answers each dispatch with the log lines and result it is given (at protocol 3, all of that in
+    one Batch frame)."""
 
-    def __init__(self, channel: grpc.aio.Channel, ant_id: str = "ant-test") -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, ant_id: str = "ant-test", protocol_version: int = 0
+    ) -> None:
         self.last_answered = 0
+        self.protocol_version = protocol_version
+        self._batch: list[ant_service_pb2.ConnectRequest] | None = None
         self._outbox: asyncio.Queue[ant_service_pb2.ConnectRequest | None] = asyncio.Queue()
         self._call = ant_service_pb2_grpc.AntServiceStub(channel).Connect(self._frames())
         self.ant_id = ant_id
@@ -160,18 +165,26 @@ class ScriptedAnt:
             yield frame
 
     def send(self, **frame: Any) -> None:
-        self._outbox.put_nowait(ant_service_pb2.ConnectRequest(**frame))
+        if self._batch is not None:
+            self._batch.append(ant_service_pb2.ConnectRequest(**frame))
+        else:
+            self._outbox.put_nowait(ant_service_pb2.ConnectRequest(**frame))
 
     async def start(self) -> None:
         Frame = ant_service_pb2.ConnectRequest
         self.send(
             register=Frame.Register(
-                ant_id=self.ant_id, methods=[task_pb2.TASK_METHOD_SHELL], max_capacity=1, host="test-host"
+                ant_id=self.ant_id,
+                methods=[task_pb2.TASK_METHOD_SHELL],
+                max_capacity=1,
+                host="test-host",
+                protocol_version=self.protocol_version,
             )
         )
         first = await self._call.read()
         assert isinstance(first, ant_service_pb2.ConnectResponse)
         assert first.WhichOneof("frame") == "registered"
+        assert first.registered.protocol_version == max(self.protocol_version, 1)
         self.heartbeat(free_slots=1)
         self._reader = asyncio.create_task(self._read())
 
@@ -190,8 +203,10 @@ class ScriptedAnt:
             frame = await self._call.read()
             if not isinstance(frame, ant_service_pb2.ConnectResponse):
                 return
-            if frame.WhichOneof("frame") == "dispatch_task":
-                await self.dispatches.put(frame.dispatch_task)
+            inner = frame.batch.frames if frame.WhichOneof("frame") == "batch" else [frame]
+            for one in inner:
+                if one.WhichOneof("frame") == "dispatch_task":
+                    await self.dispatches.put(one.dispatch_task)
 
     async def run_next(self, lines: list[str], exit_code: str = "0") -> task_pb2.TaskRequest:
         """Take the next dispatch, accept it, send `lines` as its log, and complete it."""
@@ -199,6 +214,8 @@ class ScriptedAnt:
         task = dispatch.request
         self.last_answered = max(self.last_answered, dispatch.sequence)
         Frame = ant_service_pb2.ConnectRequest
+        if self.protocol_version >= 3:
+            self._batch = []
         self.send(
             task_accepted=Frame.TaskAccepted(
                 sequence=dispatch.sequence, task_execution_id=task.task_execution_id
@@ -230,6 +247,9 @@ class ScriptedAnt:
             )
         )
         self.heartbeat(free_slots=1)
+        if self._batch is not None:
+            frames, self._batch = self._batch, None
+            self._outbox.put_nowait(Frame(batch=Frame.Batch(frames=frames)))
         return task
 
     async def stop(self) -> None:

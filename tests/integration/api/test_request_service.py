@@ -233,9 +233,10 @@ async def test_list_filters_and_pages(api: Api) -> None:
     assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_a_job_run_by_an_ant_streams_events_and_logs(api: Api) -> None:
+@pytest.mark.parametrize("protocol_version", [1, 3], ids=["protocol-1", "protocol-3-batches"])
+async def test_a_job_run_by_an_ant_streams_events_and_logs(api: Api, protocol_version: int) -> None:
     await api.upload(SHELL_YAML)
-    ant = ScriptedAnt(api.channel)
+    ant = ScriptedAnt(api.channel, protocol_version=protocol_version)
     await ant.start()
     try:
         listed_ants = await api.admin.ListAnts(admin_pb.ListAntsRequest())

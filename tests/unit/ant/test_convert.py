@@ -306,7 +306,7 @@ def test_register_carries_identity_and_resume() -> None:
     ).register
     assert list(fresh.methods) == [task_pb2.TASK_METHOD_SHELL, task_pb2.TASK_METHOD_DOCKER]
     assert (fresh.ant_id, fresh.max_capacity, fresh.version, fresh.host) == ("a", 3, "0.1.0", "h")
-    assert fresh.protocol_version == 2
+    assert fresh.protocol_version == 3
     assert dict(fresh.labels) == {"zone": "z"}
     assert not fresh.HasField("resume")
     assert fresh.credential == ""

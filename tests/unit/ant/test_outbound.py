@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from ant.outbound import OutboundQueue
+from ant.outbound import BATCH_BYTES, BATCH_FRAMES, OutboundQueue
 
 pytestmark = pytest.mark.unit
 
@@ -100,3 +100,50 @@ async def test_closing_ends_the_frames_after_what_is_queued_without_asking_the_h
     asked.clear()
     assert [frame async for frame in frames] == ["c1"]
     assert asked == []
+
+
+def test_with_batching_a_turn_takes_all_that_is_queued_in_order_and_a_lone_frame_goes_bare() -> None:
+    queue: OutboundQueue[str] = OutboundQueue(max_bulk=10)
+    queue.batch_with("+".join, len)
+    queue.put_control("pong")
+    assert queue.next_frame() == "pong"
+    state = {"answered": 0}
+    queue.put_bulk("result-1")
+    queue.put_control("accepted-1")
+    state["answered"] = 1
+    queue.put_deferred(lambda: f"heartbeat-{state['answered']}")
+    queue.put_control("accepted-2")
+    state["answered"] = 2  # the heartbeat is built when the batch reaches it: after accepted-2
+    assert queue.next_frame() == "accepted-1+accepted-2+heartbeat-2+result-1"
+    assert queue.next_frame() is None
+    assert queue.idle
+
+
+def test_a_batch_stops_at_its_size_and_count_and_the_rest_goes_next() -> None:
+    queue: OutboundQueue[str] = OutboundQueue(max_bulk=1000)
+    queue.batch_with("|".join, len)
+    half = "x" * (BATCH_BYTES // 2)
+    queue.put_bulk("a" + half)
+    queue.put_bulk("b" + half)  # together over the bound: it waits for the next turn
+    queue.put_bulk("c")
+    assert queue.next_frame() == "a" + half
+    assert not queue.idle
+    assert queue.next_frame() == "b" + half + "|c"
+    for n in range(BATCH_FRAMES + 1):
+        queue.put_control(str(n))
+    assert queue.next_frame() == "|".join(str(n) for n in range(BATCH_FRAMES))
+    assert queue.next_frame() == str(BATCH_FRAMES)
+
+
+def test_the_idle_hook_fills_a_batch_too() -> None:
+    waiting = ["lines-1"]
+
+    def send_waiting() -> None:
+        while waiting:
+            queue.put_bulk(waiting.pop())
+
+    queue: OutboundQueue[str] = OutboundQueue(when_idle=send_waiting)
+    queue.batch_with("+".join, len)
+    queue.put_control("accepted-1")
+    assert queue.next_frame() == "accepted-1+lines-1"
+    assert queue.next_frame() is None

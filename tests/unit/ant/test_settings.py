@@ -17,8 +17,8 @@ SUPPORTED = {
     "queen_address", "ant_id", "methods", "tags", "capacity", "labels", "host", "work_dir", "keep_work_dirs",
     "local_fallback", "credential", "cost_factor", "register_timeout", "reconnect_initial_backoff",
     "reconnect_backoff_cap", "refused_retry_interval", "shutdown_grace", "ack_timeout", "log_flush_interval",
-    "log_linger", "log_max_pending_lines", "log_resend_lines", "kill_grace", "after_script_timeout",
-    "http_timeout", "api_timeout", "kubernetes_namespace", "kubernetes_poll_interval",
+    "log_linger", "protocol_version", "log_max_pending_lines", "log_resend_lines", "kill_grace",
+    "after_script_timeout", "http_timeout", "api_timeout", "kubernetes_namespace", "kubernetes_poll_interval",
     "artifact_transfer_timeout", "artifact_stall_timeout", "artifact_reconnect_timeout", "log_format",
 }  # fmt: skip
 

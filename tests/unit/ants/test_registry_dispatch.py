@@ -12,7 +12,7 @@ import pytest
 
 from formicary.v1 import ant_service_pb2, log_line_pb2, state_pb2, task_pb2
 from queen.ants.registry import AntRegistry
-from queen.ants.session import AntSession, StreamEnd, StreamHandle
+from queen.ants.session import BATCH_BYTES, AntSession, StreamEnd, StreamHandle
 from queen.domain.job_definition import TaskDefinition, TaskMethod
 from queen.domain.states import TaskState
 from queen.domain.work import TaskWork
@@ -245,6 +245,46 @@ def test_waiting_acks_ride_in_the_next_dispatch_on_a_protocol_2_stream() -> None
         assert acked == ([7] if fold else [])
         if not fold:
             assert taken[1].result_ack.sequence == 7
+
+
+def test_a_protocol_3_stream_sends_what_is_queued_as_one_batch_and_a_lone_frame_bare() -> None:
+    Resp = ant_service_pb2.ConnectResponse
+    stream = StreamHandle(fold_acks=True, batch=True)
+    stream.send(Resp(ping=Resp.Ping(nonce=1)))
+    alone = stream.take()
+    assert isinstance(alone, Resp)
+    assert alone.WhichOneof("frame") == "ping"
+
+    stream.send_ack(7)
+    stream.send_ack(8)
+    for sequence in (3, 4):
+        stream.send(Resp(dispatch_task=Resp.DispatchTask(sequence=sequence)))
+    stream.send(Resp(cancel_task=Resp.CancelTask(task_execution_id="t")))
+    stream.send(StreamEnd.DRAINED)
+    batch = stream.take()
+    assert isinstance(batch, Resp)
+    assert batch.WhichOneof("frame") == "batch"
+    frames = list(batch.batch.frames)
+    assert [f.WhichOneof("frame") for f in frames] == ["dispatch_task", "dispatch_task", "cancel_task"]
+    assert [f.dispatch_task.sequence for f in frames[:2]] == [3, 4]
+    assert list(frames[0].dispatch_task.acked_result_sequences) == [7, 8]  # the acks ride in the first
+    assert stream.take() is StreamEnd.DRAINED  # never inside a Batch: after it
+    assert stream.take() is None
+
+    # acks with no dispatch to ride in go as ResultAcks, in the Batch; a batch stops at its bound
+    stream.send_ack(9)
+    stream.send(Resp(ping=Resp.Ping(nonce=2)))
+    batch = stream.take()
+    assert isinstance(batch, Resp)
+    assert [f.WhichOneof("frame") for f in batch.batch.frames] == ["ping", "result_ack"]
+    big = "x" * (BATCH_BYTES // 2)
+    for reason in (big, big, "c"):
+        stream.send(Resp(drain=Resp.Drain(reason=reason)))
+    first, second = stream.take(), stream.take()
+    assert isinstance(first, Resp)
+    assert first.WhichOneof("frame") == "drain"  # alone: the next would take it over the bound
+    assert isinstance(second, Resp)
+    assert [f.drain.reason for f in second.batch.frames] == [big, "c"]
 
 
 async def test_the_last_lines_in_a_result_are_stored_before_the_result_is_handled() -> None:
