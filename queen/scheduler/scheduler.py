@@ -130,12 +130,13 @@ class Scheduler:
         now = now or utc_now()
         changed: list[int] = []
         async with self._db.transaction() as session:
+            due = await requests.due_work(session, now, limit=_BATCH)
             # paused requests whose pause_time elapsed: their supervisor moves them back to EXECUTING
-            launched = [paused.id for paused in await requests.due_paused_requests(session, now)]
-            pending = await requests.pending_requests(session, now, limit=_BATCH)
+            launched = [paused.id for paused in due.paused]
+            pending = due.pending
             held = len(pending) >= _BATCH
-            active = Counter(await requests.active_counts(session))
-            next_due = await requests.next_scheduled_at(session, now)
+            active = Counter(due.active)
+            next_due = due.next_due
             for request in pending:
                 job = await self._definition(session, request)
                 if job is None:

@@ -7,6 +7,7 @@ transaction. Ids are integers, as in Formicary.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypedDict, Unpack
@@ -19,7 +20,7 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 from queen.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from queen.domain.states import JobState, check_job_transition
 from queen.store._clock import utc_now
-from queen.store._fast import FastStatement, insert_if_absent, returning_columns, run
+from queen.store._fast import FastStatement, insert_if_absent, returning_columns, run, run_together
 from queen.store._guarded import guarded_update
 from queen.store._json import freeze_mapping, to_json_value
 from queen.store.events import EventKind, append_event
@@ -29,18 +30,16 @@ from sdk.telemetry import new_span_id, new_trace_id
 
 __all__ = [
     "ACTIVE_STATES",
+    "DueWork",
     "DuplicateUserKey",
     "RequestChanges",
-    "active_counts",
     "count_active_by_type",
     "create_request",
-    "due_paused_requests",
+    "due_work",
     "get_request",
     "get_request_by_user_key",
     "list_requests",
-    "next_scheduled_at",
     "non_terminal_requests",
-    "pending_requests",
     "set_wait_reason",
     "transition_request",
     "update_request",
@@ -415,13 +414,6 @@ async def set_wait_reason(
     return True
 
 
-async def pending_requests(session: AsyncSession, now: datetime, limit: int = 100) -> list[JobRequestRecord]:
-    """PENDING requests that are due (no schedule time, or at/before `now`): highest priority first,
-    then oldest, then lowest id."""
-    rows = await run(session, _PENDING, {"now": now, "limit": limit})
-    return [_record(SimpleNamespace(**row)) for row in rows]
-
-
 async def count_active_by_type(session: AsyncSession, organization_id: str | None = None) -> dict[str, int]:
     """How many requests of each job type hold a concurrency slot (READY, STARTED, EXECUTING,
     MANUAL_APPROVAL_REQUIRED, PAUSED); types with none are absent. All organizations unless one is given."""
@@ -435,22 +427,39 @@ async def count_active_by_type(session: AsyncSession, organization_id: str | Non
     return {job_type: int(count) for job_type, count in (await session.execute(stmt)).all()}
 
 
-async def active_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
-    """Requests holding a concurrency slot, per (organization_id, job_type); pairs with none are absent."""
-    rows = await run(session, _ACTIVE_COUNTS, {})
-    return {(row["organization_id"], row["job_type"]): int(row["count"]) for row in rows}
+@dataclass(frozen=True, slots=True)
+class DueWork:
+    """What one scheduler pass reads (`due_work`)."""
+
+    # PAUSED requests whose `paused_until` has passed (a PAUSE_JOB with `pause_time`), oldest first
+    paused: list[JobRequestRecord]
+    # PENDING requests that are due (no schedule time, or at/before `now`): highest priority first, then
+    # oldest, then lowest id; at most `limit`
+    pending: list[JobRequestRecord]
+    # requests holding a concurrency slot, per (organization_id, job_type); pairs with none are absent
+    active: dict[tuple[str, str], int]
+    # the earliest future `scheduled_at` among PENDING requests (when the scheduler must look again)
+    next_due: datetime | None
 
 
-async def next_scheduled_at(session: AsyncSession, now: datetime) -> datetime | None:
-    """The earliest future `scheduled_at` among PENDING requests (when the scheduler must look again)."""
-    rows = await run(session, _NEXT_SCHEDULED, {"now": now})
-    return rows[0]["next_at"] if rows else None
-
-
-async def due_paused_requests(session: AsyncSession, now: datetime) -> list[JobRequestRecord]:
-    """PAUSED requests whose `paused_until` has passed (a PAUSE_JOB with `pause_time`), oldest first."""
-    rows = await run(session, _DUE_PAUSED, {"now": now})
-    return [_record(SimpleNamespace(**row)) for row in rows]
+async def due_work(session: AsyncSession, now: datetime, limit: int = 100) -> DueWork:
+    """What a scheduler pass reads (see `DueWork`): four independent reads, in one round trip on
+    PostgreSQL."""
+    paused, pending, active, next_at = await run_together(
+        session,
+        [
+            (_DUE_PAUSED, {"now": now}),
+            (_PENDING, {"now": now, "limit": limit}),
+            (_ACTIVE_COUNTS, {}),
+            (_NEXT_SCHEDULED, {"now": now}),
+        ],
+    )
+    return DueWork(
+        paused=[_record(SimpleNamespace(**row)) for row in paused],
+        pending=[_record(SimpleNamespace(**row)) for row in pending],
+        active={(row["organization_id"], row["job_type"]): int(row["count"]) for row in active},
+        next_due=next_at[0]["next_at"] if next_at else None,
+    )
 
 
 async def update_request(

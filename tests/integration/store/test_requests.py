@@ -249,7 +249,7 @@ async def test_a_lost_race_is_an_invalid_transition(db: Database) -> None:
             assert (await requests.get_request(session, request_id)).job_state is J.READY
 
 
-async def test_pending_requests_by_priority_then_age(db: Database) -> None:
+async def test_due_work_pending_by_priority_then_age_active_counts_and_next_due(db: Database) -> None:
     definition, _ = await upload(db, HELLO_YAML)
     now = at(100)
     old_low = await submit(db, definition, job_priority=0, now=at(1))
@@ -264,11 +264,14 @@ async def test_pending_requests_by_priority_then_age(db: Database) -> None:
     await move(db, started.id, J.PENDING, J.READY)
 
     async with db.transaction() as session:
-        pending = await requests.pending_requests(session, now, limit=10)
-        top_two = await requests.pending_requests(session, now, limit=2)
+        work = await requests.due_work(session, now, limit=10)
+        top_two = await requests.due_work(session, now, limit=2)
     expected = [old_high.id, same_time_high.id, new_high.id, due.id, old_low.id]
-    assert [r.id for r in pending] == expected
-    assert [r.id for r in top_two] == expected[:2]
+    assert [r.id for r in work.pending] == expected
+    assert [r.id for r in top_two.pending] == expected[:2]
+    assert work.active == {(ORG, definition.job_type): 1}  # the READY one
+    assert work.next_due == now + timedelta(seconds=1)
+    assert work.paused == []
 
 
 async def test_count_active_by_type_and_non_terminal_requests(db: Database) -> None:

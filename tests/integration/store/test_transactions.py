@@ -16,11 +16,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import event, update
+from sqlalchemy import Integer, bindparam, column, event, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from queen.store import Database, JobRequestRecord, database, definitions, events, requests
+from queen.store import Database, JobRequestRecord, _fast, _libpq, database, definitions, events, requests
 from queen.store.models import JobRequestRow
 
 from .conftest import HELLO_YAML, ORG, submit, upload
@@ -173,6 +174,42 @@ async def test_the_commit_travels_with_the_deferred_statements(
     _, priority, _, log = await _state(db, request)
     assert priority == 7
     assert log.count("first") == 2
+
+
+async def test_independent_statements_run_together_in_one_round_trip_on_postgresql(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = [column("v", Integer)]
+    plus_one = _fast.FastStatement(
+        lambda _dialect: select((bindparam("n", type_=Integer) + 1).label("v")), value
+    )
+    tenfold = _fast.FastStatement(
+        lambda _dialect: select((bindparam("n", type_=Integer) * 10).label("v")), value
+    )
+    pipelines: list[int] = []
+    run_pipeline = _libpq.run_pipeline
+
+    async def counted(driver: Any, statements: list[_libpq.Statement], **options: Any) -> Any:
+        pipelines.append(len(statements))
+        return await run_pipeline(driver, statements, **options)
+
+    monkeypatch.setattr(_libpq, "run_pipeline", counted)
+    async with db.transaction() as session:
+        rows = await _fast.run_together(
+            session, [(plus_one, {"n": 1}), (tenfold, {"n": 2}), (plus_one, {"n": 3})]
+        )
+    assert rows == [[{"v": 2}], [{"v": 20}], [{"v": 4}]]
+    assert pipelines == ([3] if db.dialect_name == "postgresql" else [])
+
+    if db.dialect_name == "postgresql":  # SQLite divides by zero into NULL
+        by_zero = _fast.FastStatement(
+            lambda _dialect: select((bindparam("n", type_=Integer) / 0).label("v")), value
+        )
+        with pytest.raises(DBAPIError, match="division by zero"):
+            async with db.transaction() as session:
+                await _fast.run_together(session, [(plus_one, {"n": 1}), (by_zero, {"n": 1})])
+        async with db.transaction() as session:  # the connection is usable again
+            assert await _fast.run_together(session, [(tenfold, {"n": 5})]) == [[{"v": 50}]]
 
 
 async def test_rows_changed_through_the_orm_are_flushed_before_the_commit(db: Database) -> None:
