@@ -85,7 +85,7 @@ async def test_an_artifact_from_upload_to_delete(
         "application/octet-stream",
     )
     assert (built.content_length, built.sha256) == (len(wheel), hashlib.sha256(wheel).hexdigest())
-    assert built.key == f"{ORG}/{job.request.id}/compile/{built.id}/dist/app.whl"
+    assert built.key == f"{ORG}/{job.request.id}/compile~{built.id}/dist/app.whl"
     assert built.expires_at is None
     assert dict(built.metadata) == {"git_sha": "3f2a"}
 

@@ -57,9 +57,9 @@ def test_keys_group_by_organisation_request_and_task() -> None:
     key = artifact_key(
         organization_id="org-1", job_request_id=42, task_type="compile", artifact_id=ID, name="dist/app.whl"
     )
-    assert key == f"org-1/42/compile/{ID}/dist/app.whl"
+    assert key == f"org-1/42/compile~{ID}/dist/app.whl"
     loose = artifact_key(organization_id="org-1", job_request_id=None, task_type="", artifact_id=ID, name="a")
-    assert loose == f"org-1/0/_/{ID}/a"
+    assert loose == f"org-1/0/_~{ID}/a"
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_organisation_ids_cannot_shape_the_key(organization_id: str, segment: st
         organization_id=organization_id, job_request_id=1, task_type="t", artifact_id=ID, name="n"
     )
     assert key.split("/")[0] == segment
-    assert len(key.split("/")) == 5
+    assert len(key.split("/")) == 4
 
 
 @pytest.mark.parametrize(
