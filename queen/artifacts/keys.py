@@ -7,8 +7,9 @@ directory, so it must never climb out of it: no absolute paths, no `.`/`..` segm
 and grouped so that an operator can find (or remove) a request's objects, or a task's, by prefix. The
 task type and the artifact id share one segment because in the local store a segment is a directory,
 and making one costs 20 to 430 µs of CPU on the ext4 of these machines (more where the parent's block
-group is crowded), while every task's log is an object of its own. Keys made before 2026-11-27 have them as two segments (`<task type or _>/<artifact id>`); a
-record keeps the key its object was stored under, so those are read as they are.
+group is crowded), while every task's log is an object of its own. Keys made before 2026-11-27 have
+them as two segments (`<task type or _>/<artifact id>`); a record keeps the key its object was stored
+under, so those are read as they are.
 """
 
 from __future__ import annotations
