@@ -434,8 +434,12 @@ class AntRegistry:
 
     def received(self, session: AntSession, frame: ant_service_pb2.ConnectRequest) -> str | None:
         """Handle one message after Register: a frame, or a protocol-3 Batch frame by frame, in order.
-        A protocol error (a Batch holding a Register or a Batch) is returned, after the frames before it."""
-        if frame.WhichOneof("frame") != "batch":
+        A protocol error (a second Register, a Batch holding a Register or a Batch) is returned, after the
+        frames before it."""
+        kind = frame.WhichOneof("frame")
+        if kind == "register":
+            return "Register sent twice on one stream"
+        if kind != "batch":
             self._received_frame(session, frame)
             return None
         for inner in frame.batch.frames:

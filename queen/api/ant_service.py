@@ -116,8 +116,6 @@ class AntServiceServicer(ant_service_pb2_grpc.AntServiceServicer):
             frame: object = await context.read()
             if not isinstance(frame, ant_service_pb2.ConnectRequest):
                 return None  # EOF: the Ant half-closed its side
-            if frame.WhichOneof("frame") == "register":
-                return "Register sent twice on one stream"
             problem = self._registry.received(session, frame)
             if problem is not None:
                 return problem

@@ -562,22 +562,8 @@ async def run(
     session: AsyncSession, statement: FastStatement, params: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """Execute `statement` with `params` in the session's transaction; the returned rows as dicts."""
-    global _executed  # noqa: PLW0603 - a process-wide counter, read by benchmarks only
-    _executed += 1
-    driver, info = await _connection(session)
-    dialect = _dialect(session)
-    compiled = statement.compiled_for(dialect)
-    values = _bound(compiled, params)
-    dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
-    try:
-        if dialect.name == "sqlite":
-            description, rows = _run_sqlite(driver, compiled, values)
-        else:
-            description, rows = await _run_psycopg(driver, compiled, values, begin=_begin_pending(info))
-    except dbapi_error as error:
-        # the exception SQLAlchemy would raise (IntegrityError, OperationalError, ...), with the driver's
-        raise DBAPIError.instance(compiled.sql, None, error, dbapi_error) from error
-    return _rows_of(compiled, dialect, description, rows)
+    (rows,) = await run_together(session, [(statement, params)])
+    return rows
 
 
 async def run_together(
@@ -611,6 +597,7 @@ async def run_together(
                 for (compiled, _), result in zip(prepared, results, strict=True)
             ]
     except dbapi_error as error:
+        # the exception SQLAlchemy would raise (IntegrityError, OperationalError, ...), with the driver's
         sql = "; ".join(compiled.sql for compiled, _ in prepared)
         raise DBAPIError.instance(sql, None, error, dbapi_error) from error
     return [
@@ -627,13 +614,3 @@ def _run_sqlite(driver: Any, compiled: _Compiled, values: Mapping[str, Any]) -> 
         return cursor.description, cursor.fetchall() if cursor.description else []
     finally:
         cursor.close()
-
-
-async def _run_psycopg(
-    driver: Any, compiled: _Compiled, values: Mapping[str, Any], *, begin: bool
-) -> tuple[Any, list[Any]]:
-    # with `begin`: BEGIN and the statement in one round trip
-    (result,) = await _libpq.run_pipeline(driver, [_libpq.Statement(compiled.sql, values)], begin=begin)
-    if not compiled.returning:
-        return None, []
-    return (result.description if compiled.processors is None else None), result.rows

@@ -245,6 +245,17 @@ async def test_protocol_3_frames_travel_in_batches_both_ways(tmp_path: Path) -> 
         assert beat.free_slots == 4
 
 
+async def test_a_batch_inside_a_batch_is_ignored_and_the_frames_around_it_are_handled(tmp_path: Path) -> None:
+    registry = ExecutorRegistry({Method.SHELL: GatedExecutor()})
+    async with running_queen() as queen, AntClient(ant_settings(queen.address, tmp_path), registry):
+        stream = await queen.next_stream()
+        await connect(stream, protocol_version=3)
+        nested = Resp(batch=Resp.Batch(frames=[ping(2)]))
+        stream.send(Resp(batch=Resp.Batch(frames=[ping(1), nested, ping(3)])))
+        nonces = [(await stream.next("pong")).pong.nonce for _ in range(2)]
+        assert nonces == [1, 3]  # the pongs come in order: one for the nested ping would come between
+
+
 async def test_an_ant_offers_the_protocol_version_it_is_told(tmp_path: Path) -> None:
     registry = ExecutorRegistry({Method.SHELL: GatedExecutor()})
     async with (

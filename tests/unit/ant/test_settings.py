@@ -86,3 +86,12 @@ def test_options_as_the_cli_passes_them() -> None:
 def test_invalid_settings_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         AntSettings(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["0", "4", "two"])
+def test_a_protocol_version_the_ant_does_not_speak_is_refused_with_its_name(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("FORMICARY_ANT_PROTOCOL_VERSION", value)
+    with pytest.raises(ValidationError, match="protocol_version"):
+        AntSettings()
